@@ -1,0 +1,17 @@
+"""vitkit: vision Transformers on one attention core, trained through one Lightning datamodule."""
+
+from vitkit.models import VisionTransformer, ViTConfig, create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = ["VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models"]
+
+
+def __getattr__(name: str):
+    # The datamodule needs lightning and albumentations; import it only when asked, so that `import vitkit`
+    # (and `vitkit.models`) stay pure PyTorch.
+    if name == "VisionDataModule":
+        from vitkit.data import VisionDataModule
+
+        return VisionDataModule
+    raise AttributeError(f"module 'vitkit' has no attribute {name!r}")

@@ -1,0 +1,86 @@
+"""Reading checkpoint files without executing anything in them.
+
+``.safetensors`` files are read with safetensors; everything else with ``torch.load(weights_only=True)``, which
+refuses pickled code. Wrappers are peeled off: Lightning (``state_dict`` + ``hyper_parameters``, the task's
+``model.`` prefix), training checkpoints (``model`` / ``state_dict`` / ``module.`` from DDP).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the model."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    state_dict: dict[str, Tensor]
+    metadata: dict[str, Any] = field(default_factory=dict)  # safetensors metadata or Lightning hyper-parameters
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read ``path`` into a flat ``{name: tensor}`` state dict, never running code stored in the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds pickled objects other than tensors, and loading them could "
+            f"run code. Re-save only the state dict (torch.save(model.state_dict(), ...)) or use .safetensors. "
+            f"({str(e).splitlines()[0]})"
+        ) from e
+    except (RuntimeError, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
+    state_dict, metadata = _unwrap(obj, path)
+    return Checkpoint(path, state_dict, metadata)
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            state_dict = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    return Checkpoint(path, state_dict, metadata)
+
+
+def _unwrap(obj: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    metadata: dict[str, Any] = {}
+    if isinstance(obj.get("state_dict"), dict) and "pytorch-lightning_version" in obj:
+        metadata = dict(obj.get("hyper_parameters") or {})
+        state_dict = _strip_prefix(obj["state_dict"], "model.")
+    else:
+        for key in ("state_dict", "model"):  # timm / DETR / torchvision training checkpoints
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        state_dict = obj
+    state_dict = _strip_prefix(state_dict, "module.")
+    bad = [k for k, v in state_dict.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}; is this a model checkpoint?")
+    return state_dict, metadata
+
+
+def _strip_prefix(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
