@@ -1,0 +1,49 @@
+"""The ``vitkit`` command.
+
+``vitkit fit|validate|test|predict -c CONFIG [--key value ...]`` runs Lightning's CLI over one task and the
+shared ``VisionDataModule``; the data's class count, class names, channels and image size are linked into the
+task. The other sub-commands (``vitkit models``, ``vitkit attention``, ...) live one per module in
+``vitkit/commands/``, each with ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+COMMANDS = {  # name → module under vitkit.commands
+    "models": "models",
+    "attention": "attention",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        module = importlib.import_module(f"vitkit.commands.{COMMANDS[argv[0]]}")
+        parser = argparse.ArgumentParser(prog=f"vitkit {argv[0]}", description=module.__doc__)
+        module.add_arguments(parser)
+        return module.run(parser.parse_args(argv[1:]))
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_COMMANDS:
+        _print_usage()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    from vitkit.training import run_lightning_cli
+
+    run_lightning_cli(argv)
+    return 0
+
+
+def _print_usage() -> None:
+    lines = ["usage: vitkit COMMAND ...", "", "training (Lightning CLI; `vitkit fit --help` for every option):"]
+    lines += [f"  {c:<10} vitkit {c} -c configs/<family>/<dataset>.yaml [--key value ...]" for c in LIGHTNING_COMMANDS]
+    lines += ["", "tools:"]
+    for name, mod in COMMANDS.items():
+        doc = (importlib.import_module(f"vitkit.commands.{mod}").__doc__ or "").strip().splitlines()[0]
+        lines.append(f"  {name:<10} {doc}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
