@@ -97,3 +97,12 @@ def test_layout_errors():
         LocalLayout.two_d((4, 12), (3, 6), (1, 1))
     with pytest.raises(ValueError, match="does not fit"):
         LocalLayout.one_d(16, 8, 8)(Attention(16, 2), torch.randn(1, 12, 16))
+
+
+def test_one_d_layout_is_contiguous_and_two_d_is_not():
+    assert LAYOUTS["1d"]().contiguous and LAYOUTS["1d_long_flange"]().contiguous
+    assert not LAYOUTS["2d"]().contiguous
+    layout = LAYOUTS["1d"]()
+    dense = layout.dense_mask(48)
+    for t in range(48):
+        assert dense[t, layout.first_visible[t]: t + 1].all() and not dense[t, : layout.first_visible[t]].any()

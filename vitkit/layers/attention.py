@@ -28,33 +28,66 @@ class KVCache:
     ``update`` appends the new keys/values and returns everything held. ``window`` keeps only the last
     ``window`` positions (a local-attention model never looks further back), and ``drop_before`` drops an
     explicit prefix; ``offset`` is the absolute position of the first key still held.
+
+    Outside autograd the keys live in a buffer with spare room that new positions are written into, so a decoding
+    step costs O(new) instead of re-concatenating the whole history (that copy dominated sampling time); the returned
+    tensors are views, valid until the next ``update``. When the new keys need gradients they are concatenated, as
+    writing in place would invalidate the graph of earlier steps.
     """
 
     def __init__(self, window: int | None = None) -> None:
         self.window = window
-        self.k: Tensor | None = None  # (B, nh, L, hd)
-        self.v: Tensor | None = None
+        self._k: Tensor | None = None  # (B, nh, capacity, hd); held positions occupy [_start, _end)
+        self._v: Tensor | None = None
+        self._start = self._end = 0
         self.offset = 0
 
+    @property
+    def k(self) -> Tensor | None:
+        return None if self._k is None else self._k[:, :, self._start : self._end]  # (B, nh, L, hd)
+
+    @property
+    def v(self) -> Tensor | None:
+        return None if self._v is None else self._v[:, :, self._start : self._end]
+
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
+        return self._end - self._start
 
     def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        if self.k is None:
-            self.k, self.v = k, v
+        n = k.shape[2]
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
+            self._k, self._v = (x if self._k is None else torch.cat([held, x], dim=2)
+                                for held, x in ((self.k, k), (self.v, v)))  # (B, nh, L + n, hd)
+            self._start, self._end = 0, self._k.shape[2]
         else:
-            self.k = torch.cat([self.k, k], dim=2)  # (B, nh, L + n, hd)
-            self.v = torch.cat([self.v, v], dim=2)
+            if self._k is None or self._end + n > self._k.shape[2]:
+                self._reallocate(k, v, n)
+            self._k[:, :, self._end : self._end + n] = k
+            self._v[:, :, self._end : self._end + n] = v
+            self._end += n
         k_all, v_all = self.k, self.v
         if self.window is not None and len(self) > self.window:
             self.drop_before(self.offset + len(self) - self.window)
         return k_all, v_all
 
+    def _reallocate(self, k: Tensor, v: Tensor, n: int) -> None:
+        """Move the held positions to the front of a new buffer with room for about as many again."""
+        held = len(self)
+        capacity = 2 * (held + n) + 16
+        buffers = []
+        for old, new in ((self.k, k), (self.v, v)):
+            buf = new.new_empty(*new.shape[:2], capacity, new.shape[3])  # (B, nh, capacity, hd)
+            if held:
+                buf[:, :, :held] = old
+            buffers.append(buf)
+        self._k, self._v = buffers
+        self._start, self._end = 0, held
+
     def drop_before(self, position: int) -> None:
         """Forget keys/values at absolute positions ``< position``."""
         n = position - self.offset
         if n > 0:
-            self.k, self.v = self.k[:, :, n:], self.v[:, :, n:]
+            self._start = min(self._start + n, self._end)
             self.offset = position
 
 

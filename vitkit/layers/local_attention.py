@@ -36,6 +36,8 @@ class LocalLayout(nn.Module):
     Buffers: ``key_pos`` ``(nb, M)`` — the generation positions of each block's memory, ``-1`` outside the image —
     and ``block_mask`` ``(nb, bs, M)``. ``window`` is the longest look-back any query needs (``t`` minus the earliest
     key ``t`` may see, plus one): a KV cache holding the last ``window`` positions serves every step of sampling.
+    ``contiguous`` says every query sees exactly the keys ``first_visible[t] .. t`` (1-D), so a cache trimmed to
+    them needs no mask; otherwise (2-D) ``step_mask`` selects the visible keys among those cached.
     """
 
     def __init__(self, key_pos: Tensor, mask_fn: Callable[[Tensor, Tensor], Tensor], block_size: int) -> None:
@@ -47,8 +49,12 @@ class LocalLayout(nn.Module):
         self.register_buffer("block_mask", block_mask, persistent=False)
         self.mask_fn = mask_fn
         self.block_size = block_size
-        seen = torch.where(block_mask.any(dim=1), key_pos, key_pos.new_tensor(nb * block_size))  # (nb, M)
-        self.window = int((query_pos[:, -1] - seen.min(dim=1).values).max()) + 1
+        beyond = key_pos.new_tensor(nb * block_size)
+        first = torch.where(block_mask, key_pos[:, None, :], beyond).min(dim=-1).values  # (nb, bs) earliest key seen
+        self.window = int((query_pos - first).max()) + 1
+        # 1-D local attention sees an unbroken run of keys, first .. t: a cache trimmed to it needs no mask.
+        self.contiguous = bool((block_mask.sum(dim=-1) == query_pos - first + 1).all())
+        self.first_visible = first.flatten().tolist()  # per position, for trimming a cache while sampling
 
     @classmethod
     def one_d(cls, seq_len: int, block_size: int, flange: int) -> LocalLayout:

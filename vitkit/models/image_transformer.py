@@ -252,7 +252,12 @@ class ImageTransformer(nn.Module):
         if self.class_embed is not None:
             x = x + self.class_embed(y)[:, None]
         x = self.drop(x)
-        mask = self.local.step_mask(t, caches[0].offset) if self.local is not None else None  # (1, Nk)
+        mask = None  # global: every cached key is visible
+        if self.local is not None and self.local.contiguous:  # keep exactly what position t sees
+            for cache in caches:
+                cache.drop_before(self.local.first_visible[t])
+        elif self.local is not None:
+            mask = self.local.step_mask(t, caches[0].offset)  # (1, Nk) over the cached positions
         for layer, cache in zip(self.layers, caches, strict=True):
             x = layer(x, lambda attn, h, cache=cache: attn(h, mask=mask, cache=cache))
         return self.head(self.norm(x))[:, 0]  # (B, 256)
