@@ -80,7 +80,8 @@ def test_batches_from_images_of_mixed_sizes_and_modes(image_folder):
     root = image_folder({"train": {"a": 3, "b": 3}}, size=(40, 30))
     Image.new("L", (17, 50), 128).save(root / "train" / "a" / "gray.jpg")
     Image.new("RGBA", (9, 9), (0, 0, 0, 0)).save(root / "train" / "b" / "clear.png")
-    dm = VisionDataModule("imagefolder", root=str(root), image_size=24, batch_size=8, val_split=0.25, augment="none")
+    dm = VisionDataModule("imagefolder", root=str(root), image_size=24, batch_size=8, val_split=0.25, augment="none",
+                          num_workers=0)
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (6, 3, 24, 24) and batch["label"].dtype == torch.int64
 
@@ -141,7 +142,9 @@ def test_corrupt_image_is_named(image_folder, num_workers):
     root = image_folder({"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}})
     bad = root / "val" / "b" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 this is not a JPEG")
-    dm = VisionDataModule("imagefolder", root=str(root), image_size=8, num_workers=num_workers)
+    # (persistent workers that saw an error take torch's 5 s shutdown timeout to go; not worth waiting for here)
+    dm = VisionDataModule("imagefolder", root=str(root), image_size=8, num_workers=num_workers,
+                          persistent_workers=False)
     with pytest.raises(DataError, match=f"cannot read image {bad}"):
         list(dm.val_dataloader())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -10,15 +12,15 @@ from vitkit.data import DataError, VisionDataModule
 
 @pytest.fixture
 def modules(image_folder, fake_cifar):
-    """One small datamodule per built-in dataset."""
-    return {
+    """One small datamodule per built-in dataset, loading in the test process."""
+    return {name: functools.partial(make, num_workers=0) for name, make in {
         "digits": lambda **kw: VisionDataModule("digits", **kw),
         "fake": lambda **kw: VisionDataModule("fake", fake_samples=80, fake_classes=3, **kw),
         "cifar10": lambda **kw: VisionDataModule("cifar10", root=str(fake_cifar("cifar10")), **kw),
         "cifar100": lambda **kw: VisionDataModule("cifar100", root=str(fake_cifar("cifar100", n_train=300)), **kw),
         "imagefolder": lambda **kw: VisionDataModule(
             "imagefolder", root=str(image_folder({"train": {"x": 8, "y": 8}, "val": {"x": 3, "y": 3}})), **kw),
-    }
+    }.items()}
 
 
 @pytest.mark.parametrize("name, classes, chans, size", [

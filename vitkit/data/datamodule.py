@@ -69,7 +69,7 @@ class VisionDataModule(L.LightningDataModule):
                 CIFAR 32, fake 32) or 224 for image folders.
             batch_size: training batch size (per device).
             eval_batch_size: validation/test/predict batch size; default batch_size.
-            num_workers: DataLoader worker processes; default 0 for in-memory sets, else min(4, CPU count).
+            num_workers: DataLoader worker processes; default min(4, CPU count), or 0 for digits and fake.
             augment: training augmentation preset: auto (the dataset's own), none, cifar (pad + random crop + flip),
                 imagenet (random-resized crop + flip), digits (small shift/scale/rotation, no flip).
             val_split: fraction of the training data held out (stratified, seeded) when there is no val folder.
@@ -100,7 +100,7 @@ class VisionDataModule(L.LightningDataModule):
         self.task_format = format_cls(self.info)
         self.augment = resolve_augment(augment, self.info.augment)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        default_workers = 0 if self.info.in_memory else min(4, os.cpu_count() or 1)
+        default_workers = min(4, os.cpu_count() or 1) if self.info.use_workers else 0
         self.num_workers = default_workers if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers

@@ -59,7 +59,7 @@ class DatasetInfo:
     mean: tuple[float, ...]  # normalisation statistics in [0, 1] pixel units, one per channel
     std: tuple[float, ...]
     augment: str  # the augmentation preset `augment="auto"` picks (vitkit.data.transforms)
-    in_memory: bool  # samples are cheap to fetch (arrays in memory): worker processes would not pay off
+    use_workers: bool  # reading/augmenting a sample costs enough for DataLoader worker processes to pay off
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def split_train_val(source: Dataset, labels: np.ndarray, options: DataOptions,
 
 def _describe_digits(options: DataOptions) -> DatasetInfo:
     # mean/std of all 1,797 images after scaling 0..16 to 0..255 (checked by a test)
-    return DatasetInfo(tuple(str(d) for d in range(10)), 1, 8, (0.3053,), (0.3759,), "digits", in_memory=True)
+    return DatasetInfo(tuple(str(d) for d in range(10)), 1, 8, (0.3053,), (0.3759,), "digits", use_workers=False)
 
 
 def _build_digits(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
@@ -227,7 +227,7 @@ def _describe_cifar(name: str) -> Callable[[DataOptions], DatasetInfo]:
         if not options.download and not (options.root / _cifar_class(name).base_folder).is_dir():
             raise _cifar_missing(name, options)
         _, classes, mean, std = _CIFAR[name]
-        return DatasetInfo(classes, 3, 32, mean, std, "cifar", in_memory=True)
+        return DatasetInfo(classes, 3, 32, mean, std, "cifar", use_workers=True)
 
     return describe
 
@@ -268,7 +268,7 @@ def _describe_fake(options: DataOptions) -> DatasetInfo:
     c = options.fake_channels
     # uniform bytes: mean 127.5/255, std sqrt((256² - 1) / 12) / 255
     return DatasetInfo(tuple(f"class_{i}" for i in range(options.fake_classes)), c, options.image_size or 32,
-                       (0.5,) * c, (0.2898,) * c, "none", in_memory=True)
+                       (0.5,) * c, (0.2898,) * c, "none", use_workers=False)
 
 
 def _build_fake(options: DataOptions, info: DatasetInfo) -> DatasetSplits:

@@ -126,7 +126,7 @@ def _describe(options: DataOptions) -> DatasetInfo:
         if (root / split).is_dir():
             _check_same_classes(root / "train", classes, root / split)
     return DatasetInfo(tuple(classes), 3, options.image_size or 224, IMAGENET_MEAN, IMAGENET_STD, "imagenet",
-                       in_memory=False)
+                       use_workers=True)
 
 
 def _list_images(split_dir: Path, classes: tuple[str, ...]) -> ImageFileSource:
