@@ -5,6 +5,9 @@ Batches for ``task="classification"`` are dicts:
 - ``"image"``: ``float32 (B, C, H, W)``, normalised with the dataset's per-channel mean/std, ``H = W = image_size``;
 - ``"label"``: ``int64 (B,)``, an index into ``class_names``.
 
+For ``task="generation"`` (Image Transformer): ``"image"`` is ``uint8 (B, C, H, W)``, the raw 8-bit intensities
+(digits scaled from 0..16 to 0..255), neither normalised nor augmented; ``"label"`` as above when the set has labels.
+
 ``num_classes``, ``class_names``, ``in_chans`` and ``image_size`` are known right after construction (the CLI links
 them into the task before anything is loaded); ``class_names`` are also saved in checkpoints (``state_dict``).
 
@@ -43,7 +46,7 @@ class VisionDataModule(L.LightningDataModule):
         self,
         dataset: str = "digits",
         root: str | None = None,
-        task: Literal["classification"] = "classification",
+        task: Literal["classification", "generation"] = "classification",
         image_size: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
@@ -64,7 +67,8 @@ class VisionDataModule(L.LightningDataModule):
                 (torchvision's files under root), imagefolder (root/train/<class>/*, root/val/<class>/* or
                 root/test/<class>/*), fake (random images, for tests and benchmarks).
             root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/).
-            task: what the batches are for; selects how samples become tensors.
+            task: what the batches are for; selects how samples become tensors: classification (normalised float
+                images, augmented) or generation (uint8 images, resized only).
             image_size: side of the square images in batches; default: the dataset's native size (digits 8,
                 CIFAR 32, fake 32) or 224 for image folders.
             batch_size: training batch size (per device).

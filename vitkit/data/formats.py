@@ -69,7 +69,32 @@ class ClassificationFormat(TaskFormat):
         return {"image": image, "label": torch.tensor(sample["label"], dtype=torch.long)}
 
 
-_TASK_FORMATS: dict[str, type[TaskFormat]] = {"classification": ClassificationFormat}
+class GenerationFormat(TaskFormat):
+    """Samples ``{"image": uint8 (C, H, W)}`` plus ``"label": int64 ()`` when the dataset has labels.
+
+    The raw 8-bit intensities, not normalised: the Image Transformer predicts each one as one of 256 categories and
+    is scored in bits per sub-pixel. No augmentation either — a density model is measured on the pixels as they
+    are — and no crop: the whole image is resized to ``image_size`` (left untouched when it already has that size,
+    so 32×32 image folders keep their exact pixels).
+    """
+
+    requires = frozenset({"image"})
+
+    def transforms(self, augment: str, image_size: int, seed: int):
+        import albumentations as A
+
+        resize = A.Compose([A.Resize(image_size, image_size, area_for_downscale="image")])
+        return resize, resize
+
+    def format(self, sample: dict, transform) -> dict[str, Tensor]:
+        image = transform(image=sample["image"])["image"]  # (H, W, C) uint8
+        out = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))}  # (C, H, W) uint8
+        if "label" in sample:
+            out["label"] = torch.tensor(sample["label"], dtype=torch.long)
+        return out
+
+
+_TASK_FORMATS: dict[str, type[TaskFormat]] = {"classification": ClassificationFormat, "generation": GenerationFormat}
 
 
 def register_task_format(name: str, cls: type[TaskFormat]) -> None:

@@ -26,7 +26,7 @@ from vitkit.layers.attention import Attention
 
 def block_raster_order(grid: tuple[int, int], block: tuple[int, int]) -> Tensor:
     """``order[p]`` = raster index (``row·W + col``) of generation position ``p`` in block-raster order ``(H·W,)``."""
-    row, col = masks.block_raster_coords(torch.arange(grid[0] * grid[1]), grid, block)
+    row, col = masks.block_raster_coords(torch.arange(grid[0] * grid[1], device="cpu"), grid, block)
     return row * grid[1] + col
 
 
@@ -43,7 +43,7 @@ class LocalLayout(nn.Module):
     def __init__(self, key_pos: Tensor, mask_fn: Callable[[Tensor, Tensor], Tensor], block_size: int) -> None:
         super().__init__()
         nb = key_pos.shape[0]
-        query_pos = torch.arange(nb * block_size).view(nb, block_size)  # (nb, bs)
+        query_pos = torch.arange(nb * block_size, device=key_pos.device).view(nb, block_size)  # (nb, bs)
         block_mask = mask_fn(query_pos, key_pos)  # (nb, bs, M)
         self.register_buffer("key_pos", key_pos, persistent=False)
         self.register_buffer("block_mask", block_mask, persistent=False)
@@ -61,8 +61,8 @@ class LocalLayout(nn.Module):
         """1-D local attention over ``seq_len`` positions; memory = ``flange`` positions before the block + block."""
         if seq_len % block_size:
             raise ValueError(f"local_1d: block_size={block_size} does not divide the sequence length {seq_len}")
-        starts = torch.arange(0, seq_len, block_size)[:, None]  # (nb, 1)
-        key_pos = starts - flange + torch.arange(flange + block_size)  # (nb, M)
+        starts = torch.arange(0, seq_len, block_size, device="cpu")[:, None]  # (nb, 1); CPU even under meta
+        key_pos = starts - flange + torch.arange(flange + block_size, device="cpu")  # (nb, M)
         key_pos = key_pos.clamp(min=-1)  # before the start: padding
         return cls(key_pos, functools.partial(masks.local_1d, block_size=block_size, flange=flange), block_size)
 
@@ -72,12 +72,12 @@ class LocalLayout(nn.Module):
         (gh, gw), (bh, bw), (fh, fw) = grid, block, flange
         if gh % bh or gw % bw:
             raise ValueError(f"local_2d: query block {block} does not tile the {gh}×{gw} grid of positions")
-        gen_of_raster = torch.empty(gh * gw, dtype=torch.long)
-        gen_of_raster[block_raster_order(grid, block)] = torch.arange(gh * gw)
+        gen_of_raster = torch.empty(gh * gw, dtype=torch.long, device="cpu")
+        gen_of_raster[block_raster_order(grid, block)] = torch.arange(gh * gw, device="cpu")
         corners = block_raster_order(grid, block)[:: bh * bw]  # raster index of each block's top-left position
         r0, c0 = (corners // gw)[:, None, None], (corners % gw)[:, None, None]  # (nb, 1, 1)
-        rows = r0 - fh + torch.arange(fh + bh)[None, :, None]  # (nb, fh + bh, 1)
-        cols = c0 - fw + torch.arange(bw + 2 * fw)[None, None, :]  # (nb, 1, bw + 2·fw)
+        rows = r0 - fh + torch.arange(fh + bh, device="cpu")[None, :, None]  # (nb, fh + bh, 1)
+        cols = c0 - fw + torch.arange(bw + 2 * fw, device="cpu")[None, None, :]  # (nb, 1, bw + 2·fw)
         inside = (rows >= 0) & (rows < gh) & (cols >= 0) & (cols < gw)  # (nb, fh + bh, bw + 2·fw)
         raster = rows.clamp(0, gh - 1) * gw + cols.clamp(0, gw - 1)  # (nb, fh + bh, bw + 2·fw)
         key_pos = torch.where(inside, gen_of_raster[raster], -1).flatten(1)  # (nb, M)

@@ -118,7 +118,7 @@ class ImageTransformer(nn.Module):
         self.config = cfg = config
         H, W, C = cfg.img_size, cfg.img_size, cfg.in_chans
         self.seq_len = N = cfg.seq_len
-        order = torch.arange(N)  # raster index of each generation position
+        order = torch.arange(N, device="cpu")  # raster index of each generation position (CPU even under meta)
         self.local: LocalLayout | None = None  # None: global causal attention
         if cfg.attention == "local_2d":
             order = block_raster_order((H, W * C), cfg.block_shape)
@@ -177,9 +177,10 @@ class ImageTransformer(nn.Module):
         if images.ndim != 4 or tuple(images.shape[1:]) != (C, H, H):
             raise ValueError(f"expected images of shape (B, {C}, {H}, {H}) (in_chans={C}, img_size={H}), got "
                              f"{tuple(images.shape)}")
-        if images.is_floating_point():
-            raise TypeError(f"expected integer intensities in [0, 255] (uint8 or long), got {images.dtype}; the "
-                            "generation datamodule yields uint8 images without normalisation")
+        if images.is_floating_point() and images.numel() and not torch.equal(images, images.round()):
+            raise TypeError(f"expected integer intensities in [0, 255] (uint8 or long), got {images.dtype} values "
+                            "that are not whole numbers (normalised images?); the generation datamodule yields uint8 "
+                            "images without normalisation")
         low, high = (int(images.min()), int(images.max())) if images.numel() else (0, 0)
         if low < 0 or high >= NUM_LEVELS:
             raise ValueError(f"intensities must lie in [0, 255], found [{low}, {high}]")

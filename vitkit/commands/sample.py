@@ -1,0 +1,105 @@
+"""Sample images from a trained Image Transformer into a PNG grid, or complete the top rows of an image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="Lightning checkpoint of a generation run (.ckpt), or a "
+                        "weights file (.safetensors / .pth) together with --model")
+    parser.add_argument("--model", default=None, help="Image Transformer preset of a plain weights file")
+    parser.add_argument("--num", type=int, default=64, help="number of images in the grid")
+    parser.add_argument("--out", default="samples.png", help="PNG to write")
+    parser.add_argument("--complete", default=None, metavar="IMAGE",
+                        help="image file to complete: its top --rows rows are kept, the rest is generated")
+    parser.add_argument("--rows", type=int, default=None, help="rows of --complete to keep (default: half)")
+    parser.add_argument("--class", dest="class_", default=None, help="class index or name (conditional models)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 sharpens, above 1 flattens")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--columns", type=int, default=None, help="images per grid row (default: square)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitkit.weights import CheckpointError
+
+    try:
+        out = write_samples(args)
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as e:
+        print(f"vitkit sample: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.num} samples written to {out}")
+    return 0
+
+
+def write_samples(args: argparse.Namespace) -> Path:
+    """Load the generator, draw ``args.num`` images (completions when ``args.complete``), save the grid."""
+    import torch
+
+    from vitkit.models.sampling import sample
+    from vitkit.viz.sample_grid import save_image_grid
+
+    if args.num <= 0:
+        raise ValueError(f"--num must be positive, got {args.num}")
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    model, class_names = load_generator(args.ckpt, args.model)
+    model = model.to(args.device)
+    label = _class_index(args.class_, class_names) if args.class_ is not None else None
+    known, rows = None, 0
+    if args.complete is not None:
+        known, rows = _read_completion(args.complete, args.rows, model.config.img_size, model.config.in_chans)
+    elif args.rows is not None:
+        raise ValueError("--rows needs --complete IMAGE")
+    images = sample(model, args.num, temperature=args.temperature, y=label, known=known, rows=rows,
+                    generator=torch.Generator().manual_seed(args.seed))
+    return save_image_grid(images, args.out, nrow=args.columns)
+
+
+def load_generator(ckpt: str, preset: str | None):
+    """``(ImageTransformer, class names)`` from a generation checkpoint; nothing in the file is executed."""
+    from vitkit.models import ImageTransformer, create_model
+
+    if preset is not None:
+        model = create_model(preset, checkpoint=ckpt)
+        if not isinstance(model, ImageTransformer):
+            raise ValueError(f"--model {preset} is a {type(model).__name__}, not an Image Transformer preset")
+        return model.eval(), [str(i) for i in range(model.config.num_classes)]
+    from vitkit.tasks import GenerationTask
+    from vitkit.tasks.checkpoints import load_task
+
+    task = load_task(ckpt, expected=GenerationTask)
+    return task.model.eval(), task.class_names
+
+
+def _class_index(value: str, class_names: list[str]) -> int:
+    if value in class_names:
+        return class_names.index(value)
+    if value.lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"--class {value!r} is neither a class index nor one of the classes {class_names[:20]}")
+
+
+def _read_completion(path: str, rows: int | None, size: int, chans: int):
+    """The image as ``uint8 (1, C, H, W)`` and the rows to keep; size and channels must match the model."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--complete {path}: no such file")
+    pixels = np.asarray(Image.open(path))
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels  # (H, W, C)
+    h, w, c = pixels.shape
+    if (h, w, c) != (size, size, chans):
+        raise ValueError(f"--complete {path}: the image is {w}×{h} pixels with {c} channel(s), but the model "
+                         f"generates {size}×{size} images with {chans} channel(s); resize/convert it first")
+    rows = size // 2 if rows is None else rows
+    if not 0 < rows < size:
+        raise ValueError(f"--rows {rows}: must lie between 1 and {size - 1} (the image has {size} rows, and at "
+                         "least one must be left to generate)")
+    image = torch.from_numpy(np.ascontiguousarray(pixels.astype(np.uint8).transpose(2, 0, 1)))[None]  # (1, C, H, W)
+    return image, rows

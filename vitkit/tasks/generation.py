@@ -1,0 +1,161 @@
+"""Autoregressive image generation: maximum-likelihood training of the Image Transformer (Parmar et al. 2018).
+
+Batches are the datamodule's ``task="generation"`` dicts: ``{"image": uint8 (B, C, H, W), "label": (B,) long}``.
+The loss is the negative log-likelihood of every sub-pixel under the model's 256-way categorical; it is reported as
+bits per dimension, ``NLL in nats / (H·W·C·ln 2)`` (8 bits/dim is a uniform guess). At each validation a grid of
+samples is logged to TensorBoard and saved as ``samples/epoch<NNN>.png`` in the run directory (rank zero only).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch import Tensor, nn
+
+from vitkit.models import ImageTransformer, create_model
+from vitkit.models.sampling import sample
+from vitkit.tasks.checkpoints import record_task
+from vitkit.tasks.optim import param_groups, warmup_cosine
+from vitkit.viz.sample_grid import image_grid, save_image_grid
+
+log = logging.getLogger(__name__)
+
+
+def bits_per_dim(logits: Tensor, images: Tensor) -> Tensor:
+    """Per-image bits/dim ``(B,)``: ``-Σ log p(x_i) / (H·W·C·ln 2)`` for logits ``(B, 256, C, H, W)``."""
+    nats = F.cross_entropy(logits.float(), images.long(), reduction="none")  # (B, C, H, W)
+    return nats.flatten(1).mean(dim=1) / math.log(2)  # (B,)
+
+
+class GenerationTask(L.LightningModule):
+    """Train and evaluate an Image Transformer; sample grids at each validation.
+
+    Args:
+        model: an Image Transformer preset name or a ready ``ImageTransformer``.
+        num_classes, class_names, in_chans, img_size: filled from the datamodule by the CLI; with a preset name,
+            ``in_chans`` and ``img_size`` size the model, and ``num_classes`` makes it class-conditional when
+            ``conditional`` is set.
+        conditional: condition on the batches' labels (a class embedding added at every position).
+        model_kwargs: config overrides for a named model (e.g. ``{"attention": "local_2d"}``).
+        checkpoint: initial weights for a named model.
+        lr, betas, weight_decay, warmup_epochs, min_lr_ratio: AdamW with linear warm-up then cosine decay.
+        num_samples: images in the validation sample grid (0: no grid).
+        temperature: sampling temperature of the grid.
+        sample_seed: seed of the grid, the same at every validation so epochs can be compared.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module = "image_transformer_digits",
+        *,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        in_chans: int | None = None,
+        img_size: int | None = None,
+        conditional: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        checkpoint: str | None = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.98),
+        weight_decay: float = 0.0,
+        warmup_epochs: float = 1.0,
+        min_lr_ratio: float = 0.01,
+        num_samples: int = 16,
+        temperature: float = 1.0,
+        sample_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if isinstance(model, nn.Module):
+            self.model = model
+        else:
+            sized = {"in_chans": in_chans, "img_size": img_size, "num_classes": num_classes if conditional else 0}
+            sized = {k: v for k, v in sized.items() if v is not None}
+            self.model = create_model(model, checkpoint=checkpoint, **{**sized, **(model_kwargs or {})})
+        if not isinstance(self.model, ImageTransformer):
+            raise TypeError(f"GenerationTask needs an ImageTransformer, got {type(self.model).__name__}")
+        self.conditional = self.model.config.num_classes > 0
+        k = self.model.config.num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(k)]
+
+    def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.model(images, labels if self.conditional else None)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        images = batch["image"]
+        if self.conditional and "label" not in batch:
+            raise ValueError("a class-conditional model needs labelled batches; this dataset has no labels")
+        bpd = bits_per_dim(self(images, batch.get("label")), images).mean()
+        loss = bpd * math.log(2)  # mean NLL in nats per sub-pixel: the quantity minimised
+        self.log(f"{stage}/bpd", bpd, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=len(images))
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        trainer = self.trainer
+        if self.hparams.num_samples <= 0 or trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        if trainer.is_global_zero:
+            self.write_sample_grid(Path(trainer.log_dir or trainer.default_root_dir) / "samples" /
+                                   f"epoch{self.current_epoch:03d}.png")
+
+    def sample_images(self, num: int, *, temperature: float = 1.0, seed: int = 0) -> tuple[Tensor, int]:
+        """``num`` samples ``uint8 (B, C, H, W)`` and the grid width: one column per class when conditional."""
+        generator = torch.Generator().manual_seed(seed)
+        k = self.model.config.num_classes
+        labels = torch.arange(num) % k if self.conditional else None
+        images = sample(self.model, num, temperature=temperature, y=labels, generator=generator)
+        return images, (min(k, num) if self.conditional else math.ceil(math.sqrt(num)))
+
+    def write_sample_grid(self, path: Path) -> Path:
+        images, nrow = self.sample_images(self.hparams.num_samples, temperature=self.hparams.temperature,
+                                          seed=self.hparams.sample_seed)
+        for logger in self.loggers:
+            if hasattr(logger.experiment, "add_image"):  # TensorBoard
+                logger.experiment.add_image("samples", image_grid(images, nrow=nrow), self.global_step)
+        out = save_image_grid(images, path, nrow=nrow)
+        log.info("sample grid written to %s", out)
+        return out
+
+    def configure_optimizers(self) -> dict:
+        groups = param_groups(self.model, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):  # a time budget with no epoch limit: warm up, then keep the rate
+            total = 10**9
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
+        per_epoch = total / epochs if epochs else total
+        warmup = int(self.hparams.warmup_epochs * per_epoch) if epochs else 0
+        schedule = warmup_cosine(warmup, int(total), min_ratio=self.hparams.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_callbacks(self) -> list[Callback]:
+        best = ModelCheckpoint(monitor="val/bpd", mode="min", save_last=True,
+                               filename="best-epoch{epoch:03d}-bpd{val/bpd:.4f}", auto_insert_metric_name=False)
+        return [best]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record_task(self, checkpoint)
+        checkpoint["class_names"] = self.class_names
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.class_names = checkpoint.get("class_names", self.class_names)
