@@ -115,8 +115,9 @@ def test_input_errors():
     model = _model()
     with pytest.raises(ValueError, match=r"expected images of shape \(B, 3, 4, 4\).*got \(2, 1, 4, 4\)"):
         model(torch.zeros(2, 1, 4, 4, dtype=torch.uint8))
-    with pytest.raises(TypeError, match="integer intensities"):
-        model(torch.zeros(2, 3, 4, 4))
+    with pytest.raises(TypeError, match="not whole numbers"):
+        model(torch.rand(2, 3, 4, 4))  # normalised images
+    assert model(torch.zeros(2, 3, 4, 4)).shape == (2, 256, 3, 4, 4)  # whole-number floats are intensities
     with pytest.raises(ValueError, match=r"\[0, 255\], found \[0, 300\]"):
         model(torch.zeros(1, 3, 4, 4, dtype=torch.long).index_fill_(3, torch.tensor([1]), 300))
     with pytest.raises(ValueError, match="unconditional"):
@@ -131,3 +132,11 @@ def test_input_errors():
 def test_config_from_yaml_lists():
     cfg = ImageTransformerConfig(img_size=4, attention="local_2d", block_shape=[2, 6], flange_shape=[1, 3])
     assert cfg.block_shape == (2, 6) and cfg.flange_shape == (1, 3)
+
+
+@pytest.mark.parametrize("attention", VARIANTS)
+def test_builds_on_the_meta_device(attention):
+    """`vitkit models` counts parameters on the meta device; the layout tables stay real CPU tensors."""
+    with torch.device("meta"):
+        model = create_model("image_transformer_test", attention=attention)
+    assert sum(p.numel() for p in model.parameters()) > 0 and model.order.device.type == "cpu"
