@@ -12,12 +12,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from vitkit.tasks.builders import build_classifier
-from vitkit.tasks.checkpoints import record_task
+from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
 from vitkit.tasks.optim import param_groups, warmup_cosine
 
 
@@ -120,9 +120,7 @@ class ClassificationTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_callbacks(self) -> list[Callback]:
-        best = ModelCheckpoint(monitor="val/acc1", mode="max", save_last=True,
-                               filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", auto_insert_metric_name=False)
-        return [best]
+        return checkpoint_callbacks("val/acc1", mode="max", filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_task(self, checkpoint)
