@@ -12,13 +12,14 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from vitkit.tasks.builders import build_classifier
-from vitkit.tasks.checkpoints import record_task
+from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
 from vitkit.tasks.optim import param_groups, warmup_cosine
+from vitkit.tasks.prediction_writer import ClassificationPredictionWriter
 
 
 class ClassificationTask(L.LightningModule):
@@ -86,7 +87,7 @@ class ClassificationTask(L.LightningModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs = self(batch["image"]).softmax(dim=-1)  # (B, K)
         conf, pred = probs.max(dim=-1)
-        out = {"pred": pred, "confidence": conf, "probs": probs}
+        out = {"pred": pred, "confidence": conf}
         if "label" in batch:
             out["label"] = batch["label"]
         return out
@@ -120,9 +121,8 @@ class ClassificationTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_callbacks(self) -> list[Callback]:
-        best = ModelCheckpoint(monitor="val/acc1", mode="max", save_last=True,
-                               filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", auto_insert_metric_name=False)
-        return [best]
+        best_and_last = checkpoint_callbacks("val/acc1", mode="max", filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}")
+        return [*best_and_last, ClassificationPredictionWriter()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_task(self, checkpoint)
