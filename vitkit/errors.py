@@ -17,6 +17,10 @@ class UnknownModelError(VitkitError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ConfigError(VitkitError, ValueError):
+    """A configuration value that cannot work (a block size that does not divide the sequence, ...)."""
+
+
 def find_user_error(error: BaseException) -> VitkitError | None:
     """The first ``VitkitError`` in ``error``'s cause/context chain (frameworks wrap what our code raises)."""
     seen = set()
