@@ -68,7 +68,8 @@ def test_fit_logs_bits_per_dim_and_sample_grids(trained):
     task, _, log_dir, last, metrics = trained
     assert {"train/bpd_epoch", "val/bpd", "test/bpd"} <= set(metrics)
     assert 0 < metrics["val/bpd"] < 8.5
-    grid = Image.open(log_dir / "samples" / "epoch000.png")
+    (path,) = (log_dir / "samples").glob("epoch000-step000003.png")  # after the 3 training steps
+    grid = Image.open(path)
     assert grid.mode == "L" and grid.size == (10 * 65 + 1, 65 + 1)  # one column per class, 8×8 enlarged 8×
     assert list(log_dir.glob("events.out.tfevents.*"))
     assert last.is_file() and list(last.parent.glob("best-epoch000-bpd*.ckpt"))
@@ -96,6 +97,9 @@ def test_sample_command_writes_the_requested_grid(trained, tmp_path, capsys):
     completed = np.asarray(Image.open(out2))
     assert (completed[1: 1 + 24, 1: 1 + 64] == 255).all()  # the kept rows (3 rows × 8 px scale) are given
     assert "samples written to" in capsys.readouterr().out
+    out3 = tmp_path / "every_class.png"  # no --class on a conditional model: one column per class
+    assert main(["sample", "--ckpt", str(last), "--num", "20", "--out", str(out3)]) == 0
+    assert Image.open(out3).size == (10 * 65 + 1, 2 * 65 + 1)
 
 
 def _fails(args, capsys, *needles):
@@ -118,6 +122,6 @@ def test_sample_command_errors(trained, tmp_path, capsys):
     _fails(["--ckpt", ckpt, "--class", "1", "--complete", str(tmp_path / "ok.png"), "--rows", "9"], capsys,
            "--rows 9", "8 rows")
     _fails(["--ckpt", ckpt, "--class", "1", "--temperature", "0"], capsys, "--temperature must be > 0")
-    _fails(["--ckpt", ckpt], capsys, "class-conditional")
+    _fails(["--ckpt", ckpt, "--class", "12"], capsys, "class label 12 outside [0, 10)")
     _fails(["--ckpt", ckpt, "--class", "eleven"], capsys, "neither a class index nor one of the classes")
     _fails(["--ckpt", str(tmp_path / "missing.ckpt")], capsys, "does not exist")

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--complete", default=None, metavar="IMAGE",
                         help="image file to complete: its top --rows rows are kept, the rest is generated")
     parser.add_argument("--rows", type=int, default=None, help="rows of --complete to keep (default: half)")
-    parser.add_argument("--class", dest="class_", default=None, help="class index or name (conditional models)")
+    parser.add_argument("--class", dest="class_", default=None,
+                        help="class index or name (conditional models; default: every class in turn, one per column)")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0; below 1 sharpens, above 1 flattens")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--columns", type=int, default=None, help="images per grid row (default: square)")
@@ -48,7 +49,13 @@ def write_samples(args: argparse.Namespace) -> Path:
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     model, class_names = load_generator(args.ckpt, args.model)
     model = model.to(args.device)
-    label = _class_index(args.class_, class_names) if args.class_ is not None else None
+    k, columns = model.config.num_classes, args.columns
+    if args.class_ is not None:
+        label = _class_index(args.class_, class_names)
+    elif k > 0:  # a conditional model without --class: every class in turn, one column each
+        label, columns = torch.arange(args.num) % k, columns or min(k, args.num)
+    else:
+        label = None
     known, rows = None, 0
     if args.complete is not None:
         known, rows = _read_completion(args.complete, args.rows, model.config.img_size, model.config.in_chans)
@@ -56,7 +63,7 @@ def write_samples(args: argparse.Namespace) -> Path:
         raise ValueError("--rows needs --complete IMAGE")
     images = sample(model, args.num, temperature=args.temperature, y=label, known=known, rows=rows,
                     generator=torch.Generator().manual_seed(args.seed))
-    return save_image_grid(images, args.out, nrow=args.columns)
+    return save_image_grid(images, args.out, nrow=columns)
 
 
 def load_generator(ckpt: str, preset: str | None):

@@ -3,7 +3,7 @@
 Batches are the datamodule's ``task="generation"`` dicts: ``{"image": uint8 (B, C, H, W), "label": (B,) long}``.
 The loss is the negative log-likelihood of every sub-pixel under the model's 256-way categorical; it is reported as
 bits per dimension, ``NLL in nats / (H·W·C·ln 2)`` (8 bits/dim is a uniform guess). At each validation a grid of
-samples is logged to TensorBoard and saved as ``samples/epoch<NNN>.png`` in the run directory (rank zero only).
+samples is logged to TensorBoard and saved as ``samples/epoch<E>-step<S>.png`` in the run directory (rank zero only).
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ class GenerationTask(L.LightningModule):
         if self.hparams.num_samples <= 0 or trainer.sanity_checking or trainer.fast_dev_run:
             return
         if trainer.is_global_zero:
-            self.write_sample_grid(Path(trainer.log_dir or trainer.default_root_dir) / "samples" /
-                                   f"epoch{self.current_epoch:03d}.png")
+            name = f"epoch{self.current_epoch:03d}-step{self.global_step:06d}.png"  # several validations per epoch
+            self.write_sample_grid(Path(trainer.log_dir or trainer.default_root_dir) / "samples" / name)
 
     def sample_images(self, num: int, *, temperature: float = 1.0, seed: int = 0) -> tuple[Tensor, int]:
         """``num`` samples ``uint8 (B, C, H, W)`` and the grid width: one column per class when conditional."""
