@@ -2,7 +2,8 @@
 
 The task is chosen in the config by ``model.class_path``; the data is always ``VisionDataModule``. The data's
 ``num_classes``, ``class_names``, ``in_chans`` and ``image_size`` (as ``img_size``) are linked into the task once
-the datamodule is built. Every run writes under ``runs/<name>/version_<n>/``: ``checkpoints/`` (best and last),
+the datamodule is built; so are ``category_ids`` (detection: the annotation file's id of each label) for tasks that
+take them (jsonargparse skips a link whose target the chosen task class lacks). Every run writes under ``runs/<name>/version_<n>/``: ``checkpoints/`` (best and last),
 ``metrics.csv``, TensorBoard events and the resolved ``config.yaml``.
 """
 
@@ -19,7 +20,8 @@ from vitkit.data import VisionDataModule
 
 # datamodule attribute → task argument (the task's name differs where Lightning would see two hparams disagree:
 # the datamodule's `image_size` argument may be None while its resolved attribute is not)
-LINKED = {"num_classes": "num_classes", "class_names": "class_names", "in_chans": "in_chans", "image_size": "img_size"}
+LINKED = {"num_classes": "num_classes", "class_names": "class_names", "in_chans": "in_chans", "image_size": "img_size",
+          "category_ids": "category_ids"}
 LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
 
