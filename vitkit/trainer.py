@@ -3,8 +3,9 @@
 The task is chosen in the config by ``model.class_path``; the data is always ``VisionDataModule``. The data's
 ``num_classes``, ``class_names``, ``in_chans`` and ``image_size`` (as ``img_size``) are linked into the task once
 the datamodule is built; so are ``category_ids`` (detection: the annotation file's id of each label) for tasks that
-take them (jsonargparse skips a link whose target the chosen task class lacks). Every run writes under ``runs/<name>/version_<n>/``: ``checkpoints/`` (best and last),
-``metrics.csv``, TensorBoard events and the resolved ``config.yaml``.
+take them (jsonargparse skips a link whose target the chosen task class lacks). Every run writes under
+``runs/<name>/version_<n>/``: ``checkpoints/`` (best and last), ``metrics.csv``, TensorBoard events and the resolved
+``config.yaml``.
 """
 
 from __future__ import annotations

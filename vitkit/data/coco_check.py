@@ -46,6 +46,7 @@ FIELD_FIX = {
     ("category", "id"): 'give every category a unique integer "id" (annotations refer to it by "category_id")',
     ("category", "name"): 'give every category a "name" (the class name in logs and drawn detections)',
 }
+PLURAL = {"image": "images", "annotation": "annotations", "category": "categories"}
 TOP_FIX = {
     "images": 'add "images": [{"id": 1, "file_name": "a.jpg", "width": W, "height": H}, ...]',
     "annotations": 'add "annotations": [...] (an empty list if no image has objects)',
@@ -116,10 +117,10 @@ def _check_top(data: Any, report: CheckReport) -> tuple[list, list, list] | None
 def _entries(items: list, kind: str, report: CheckReport):
     """``(where, entry)`` for each dict of ``items``; the rest reported. Missing fields are reported here too."""
     for i, item in enumerate(items):
-        where = f"{kind}s[{i}]"
+        where = f"{PLURAL[kind]}[{i}]"
         if not isinstance(item, dict):
             report.add("error", f"{kind}_not_object", where, f"is a {type(item).__name__}, not an object",
-                       f"every entry of \"{kind}s\" must be a JSON object")
+                       f"every entry of \"{PLURAL[kind]}\" must be a JSON object")
             continue
         if _is_int(item.get("id")):
             where += f" (id {item['id']})"
@@ -137,11 +138,12 @@ def _check_ids(where: str, item: dict, kind: str, seen: set, report: CheckReport
         return False
     if not _is_int(item["id"]):
         report.add("error", f"{kind}_bad_id", where, f"id {item['id']!r} is not an integer",
-                   f"use integer {kind} ids (vitkit and COCO evaluation key {kind}s by them)")
+                   f"use integer {kind} ids (vitkit and COCO evaluation key {PLURAL[kind]} by them)")
         return False
     if item["id"] in seen:
         report.add("error", f"duplicate_{kind}_id", where, f"{kind} id {item['id']} is used more than once",
-                   f"give every {kind} its own id (renumber {kind}s 1, 2, 3, ... and update references to them)")
+                   f"give every {kind} its own id (renumber the {PLURAL[kind]} 1, 2, 3, ... and update references to "
+                   f"them)")
         return False
     seen.add(item["id"])
     return True
@@ -283,18 +285,18 @@ def _check_geometry(where: str, box: tuple[float, ...], size: tuple[float, float
     W, H = size
     tol = BOX_TOLERANCE
     if w <= 0 or h <= 0:
-        report.add("warning", "box_nonpositive", where, f"bbox {list(box)} has non-positive width or height",
+        report.add("warning", "box_nonpositive", where, f"bbox {_fmt(box)} has non-positive width or height",
                    "fix or delete the annotation (vitkit drops it from training and counts it)")
         return 0
     if x >= W or y >= H or x + w <= 0 or y + h <= 0:
-        report.add("warning", "box_outside", where, f"bbox {list(box)} lies outside its {W:g}×{H:g} image",
+        report.add("warning", "box_outside", where, f"bbox {_fmt(box)} lies outside its {W:g}×{H:g} image",
                    "fix or delete the annotation (vitkit drops it from training and counts it)")
         return 0
     if x >= -tol and y >= -tol and x + w <= W + tol and y + h <= H + tol:
         return 0
     as_xyxy = 0 <= x < w <= W + tol and 0 <= y < h <= H + tol
     hint = " (read as [x1, y1, x2, y2] it would fit: is the file in xyxy?)" if as_xyxy else ""
-    report.add("warning", "box_partly_outside", where, f"bbox {list(box)} extends past its {W:g}×{H:g} image{hint}",
+    report.add("warning", "box_partly_outside", where, f"bbox {_fmt(box)} extends past its {W:g}×{H:g} image{hint}",
                "keep boxes inside the image (vitkit clips them to it)")
     return int(as_xyxy)
 
@@ -309,6 +311,10 @@ def _note_unused(annotated: set, used: set, sizes: dict, category_ids: dict, rep
         report.add("note", "category_unused", "", f"categories without annotations: {', '.join(unused[:10])}"
                    f"{' ...' if len(unused) > 10 else ''}", "nothing to do, unless the class should have examples "
                    "(a placeholder category such as a supercategory adds a class the model never sees)")
+
+
+def _fmt(box: tuple[float, ...]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
 
 
 def _is_int(value: Any) -> bool:

@@ -75,28 +75,30 @@ def ensure_generated(root: Path) -> Path:
     return root
 
 
-def write_digits_detection(root: Path) -> None:
-    """Write both splits (images, instances JSON) and the settings marker under ``root``."""
+def write_digits_detection(root: Path, counts: dict[str, int] | None = None) -> None:
+    """Write both splits (images, instances JSON) and the settings marker under ``root``; ``counts`` (images per
+    split) overrides the standard 2,000 / 200 (a set written so is not reused as the standard one)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     cells = digits.images * (255 / 16)  # (1797, 8, 8) in 0..255
     rest, held_out = stratified_split(digits.target, DIGITS_TEST_FRACTION, DIGITS_TEST_SEED)
+    counts = counts or SETTINGS["counts"]
     for stream, (split, pool) in enumerate((("train", rest), ("val", held_out))):
         rng = np.random.default_rng([GENERATION_SEED, stream])
         first_id = 1 + stream * 1_000_000  # image ids unique across the splits
-        _write_split(root, split, rng, cells[pool], digits.target[pool], first_id)
-    (root / MARKER).write_text(json.dumps(SETTINGS, indent=1))
+        _write_split(root, split, rng, cells[pool], digits.target[pool], first_id, counts[split])
+    (root / MARKER).write_text(json.dumps(dict(SETTINGS, counts=counts), indent=1))
 
 
 def _write_split(root: Path, split: str, rng: np.random.Generator, cells: np.ndarray, digits: np.ndarray,
-                 first_id: int) -> None:
+                 first_id: int, count: int) -> None:
     from PIL import Image
 
     folder = root / LAYOUT[f"{split}_images"]
     folder.mkdir(parents=True)
     images, annotations = [], []
-    for i in range(SETTINGS["counts"][split]):
+    for i in range(count):
         canvas, objects = _canvas(rng, cells, digits)
         name = f"{i:05d}.png"
         Image.fromarray(canvas, mode="L").save(folder / name)
