@@ -70,3 +70,32 @@ def test_normalisation_statistics(digits_detection_root):
     pixels = np.stack([np.asarray(Image.open(p)) for p in sorted((digits_detection_root / "train").glob("*.png"))])
     pixels = pixels.astype(np.float64) / 255
     assert pixels.mean() == pytest.approx(MEAN[0], abs=5e-4) and pixels.std() == pytest.approx(STD[0], abs=5e-4)
+
+
+def test_targets_map_back_onto_the_annotation_file(digits_detection_root):
+    """Targets of resized images, scaled by orig_size and mapped through category_ids, are the file's boxes: COCO
+    evaluation of them as detections against the file gives AP 1 (what DetectionTask's evaluation relies on)."""
+    import contextlib
+    import io
+
+    from pycocotools.cocoeval import COCOeval
+
+    dm = VisionDataModule("digits_detection", root=str(digits_detection_root), task="detection", image_size=61,
+                          eval_batch_size=50)
+    results = []
+    for batch in dm.val_dataloader():
+        for t in batch["targets"]:
+            assert t["size"].tolist() == [61, 61]  # resized from 96
+            h, w = t["orig_size"].tolist()
+            for (cx, cy, bw, bh), label in zip(t["boxes"].tolist(), t["labels"].tolist(), strict=True):
+                box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+                results.append({"image_id": t["image_id"], "category_id": dm.category_ids[label], "bbox": box,
+                                "score": 1.0})
+    gt = dm.coco_ground_truth("val")
+    assert len(results) == len(gt.getAnnIds())
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(1.0)  # AP over IoU 0.50:0.95

@@ -54,7 +54,7 @@ def _reports(args: argparse.Namespace) -> list:
 
         if args.root is None:
             raise _error("--dataset imagefolder needs --root PATH (the folder holding train/)")
-        return [check_image_folder(args.root)]
+        return [check_image_folder(args.root, decode=args.full)]
     return [check_coco(load_json(ann), ann, images, verify_images=True, decode=args.full)
             for ann, images in _coco_files(args)]
 

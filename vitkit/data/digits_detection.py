@@ -16,8 +16,9 @@ Files, under ``root`` (default ``data/digits_detection`` in the working director
     vitkit_digits_detection.json       the generator's settings; a root whose settings differ is not reused
 
 The content depends only on ``GENERATION_SEED`` and the constants below (not on ``--data.seed``): every machine
-generates byte-identical files. Generation takes a few seconds; it writes to a temporary folder renamed into place,
-so concurrent processes (DDP ranks) cannot see a half-written set.
+generates the same pixels and the same JSON (byte-identical files with the same PNG library). Generation takes a
+few seconds; it writes to a temporary folder renamed into place, so concurrent processes (DDP ranks) cannot see a
+half-written set.
 """
 
 from __future__ import annotations

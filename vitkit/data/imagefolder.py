@@ -68,6 +68,23 @@ def _to_rgb(img) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def _unreadable(path: str, decode: bool) -> str | None:
+    """Why ``path`` cannot be read as an image (None if it can): its header, or with ``decode`` all its pixels."""
+    from PIL import Image
+
+    try:
+        if decode:
+            read_image(path)
+        else:
+            with Image.open(path) as img:
+                img.size  # noqa: B018  (the header is parsed on open; touching the size makes that explicit)
+    except DataError as e:
+        return str(e)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return f"cannot read image {path}: {e}"
+    return None
+
+
 class ImageFileSource(Dataset):
     """Image files with labels. Paths are kept in one numpy array, not a list of Python strings, so that forked
     workers do not copy them page by page as reference counts change."""
@@ -156,8 +173,9 @@ def _list_images(split_dir: Path, classes: tuple[str, ...]) -> ImageFileSource:
     return ImageFileSource(files, labels)
 
 
-def check_image_folder(root: Path) -> CheckReport:
-    """``vitkit check-data --dataset imagefolder``: the layout, then every image decoded; each problem named."""
+def check_image_folder(root: Path, *, decode: bool = False) -> CheckReport:
+    """``vitkit check-data --dataset imagefolder``: the layout, then every image opened (its header read, or all of
+    it decoded with ``decode``); each problem named."""
     report = CheckReport(str(root))
     try:
         info = _describe(DataOptions(root=Path(root)))
@@ -175,10 +193,9 @@ def check_image_folder(root: Path) -> CheckReport:
                 report.add("error", "empty_class_folder", f"{split}/{name}", _no_images(root / split / name),
                            "add images to the folder, or remove it from every split")
             for file in files:
-                try:
-                    read_image(file)
-                except DataError as e:
-                    report.add("error", "image_unreadable", file, str(e), "replace the file or delete it")
+                problem = _unreadable(file, decode)
+                if problem:
+                    report.add("error", "image_unreadable", file, problem, "replace the file or delete it")
             n += len(files)
         counts.append(f"{n} {split} images")
     report.summary = f"{len(info.class_names)} classes; {', '.join(counts)}"
