@@ -17,7 +17,7 @@ from pathlib import Path
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from vitkit.data import VisionDataModule
+from vitkit.data import DataError, VisionDataModule
 
 # datamodule attribute → task argument (the task's name differs where Lightning would see two hparams disagree:
 # the datamodule's `image_size` argument may be None while its resolved attribute is not)
@@ -35,6 +35,9 @@ class VitkitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        # the links below overwrite a class count given for the model; remember it to refuse a disagreement
+        init_args = config.model.get("init_args") if hasattr(config.model, "get") else None
+        self._given_classes = init_args.get("num_classes") if init_args is not None else None
         trainer = config.trainer
         if trainer.logger in (None, True):
             root = Path(trainer.default_root_dir or "runs")
@@ -44,6 +47,16 @@ class VitkitCLI(LightningCLI):
                  "init_args": {"save_dir": str(root), "name": config.run_name, "version": version}}
                 for cls in LOGGERS
             ]
+
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        given, found = self._given_classes, self.datamodule.num_classes
+        if given is not None and given != found:
+            raise DataError(f"the model is given num_classes={given} but dataset {self.datamodule.dataset_name!r} has "
+                            f"{found} classes ({', '.join(self.datamodule.class_names[:10])}"
+                            f"{', ...' if found > 10 else ''}): the class count comes from the data, so drop "
+                            f"model.init_args.num_classes, or fix the data (for COCO files: their \"categories\")")
 
 
 def _next_version(folder: Path) -> int:
