@@ -99,7 +99,6 @@ def test_convolutional_projections_feed_the_shared_attention():
     expected = {"stages.0.blocks.0.attn": (2, 1, 64, 16), "stages.1.blocks.0.attn": (2, 2, 17, 5),
                 "stages.1.blocks.1.attn": (2, 2, 17, 5)}
     assert {k: tuple(v[0].shape) for k, v in weights.items()} == expected
-    assert [g for g in model.stage_grids(32, 32)] == [((8, 8), (4, 4)), ((4, 4), (2, 2))]
 
 
 def _called_names(path: Path) -> set[str]:

@@ -214,16 +214,6 @@ class CvT(nn.Module):
 
         return convert_cvt_checkpoint(state_dict, self)
 
-    def stage_grids(self, height: int, width: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-        """Per stage, the token grid ``(h, w)`` and key/value grid ``(h', w')`` for an image of ``height × width``."""
-        grids = []
-        for stage, cfg in zip(self.stages, self.config.stages, strict=True):
-            height, width = stage.patch_embed.grid_size(height, width)
-            s, k = cfg.stride_kv, cfg.kernel_qkv
-            kv = ((height + 2 * (k // 2) - k) // s + 1, (width + 2 * (k // 2) - k) // s + 1)
-            grids.append(((height, width), kv))
-        return grids
-
     def forward_features(self, x: Tensor) -> Tensor:
         x, grid = self.stages[0](x)  # (B, h·w, C)
         for stage in self.stages[1:]:  # only the last stage may have a class token
