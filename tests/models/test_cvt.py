@@ -93,12 +93,16 @@ def test_convolutional_projections_feed_the_shared_attention():
     model = create_model("cvt_test").eval()
     blocks = [b for s in model.stages for b in s.blocks]
     assert all(type(b.attn) is Attention for b in blocks)
+    x = torch.randn(2, 3, 32, 32)
     with torch.no_grad(), capture_attention(model) as weights:
-        model(torch.randn(2, 3, 32, 32))
+        features = model.forward_features(x)
+        logits = model(x)  # evaluation: the last block computes the class token's row only
     # stage 0: 8×8 queries over a 4×4 key/value grid; stage 1: class token + 4×4 queries over class token + 2×2
-    expected = {"stages.0.blocks.0.attn": (2, 1, 64, 16), "stages.1.blocks.0.attn": (2, 2, 17, 5),
-                "stages.1.blocks.1.attn": (2, 2, 17, 5)}
-    assert {k: tuple(v[0].shape) for k, v in weights.items()} == expected
+    expected = {"stages.0.blocks.0.attn": [(2, 1, 64, 16)] * 2, "stages.1.blocks.0.attn": [(2, 2, 17, 5)] * 2,
+                "stages.1.blocks.1.attn": [(2, 2, 17, 5), (2, 2, 1, 5)]}
+    assert {k: [tuple(w.shape) for w in v] for k, v in weights.items()} == expected
+    assert torch.allclose(weights["stages.1.blocks.1.attn"][1], weights["stages.1.blocks.1.attn"][0][:, :, :1])
+    assert torch.allclose(logits, model.forward_head(features), atol=1e-6)
 
 
 def _called_names(path: Path) -> set[str]:

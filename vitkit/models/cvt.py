@@ -126,16 +126,22 @@ class CvTBlock(nn.Module):
                        recompute_act=model.recompute_act)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: Tensor, grid: tuple[int, int], num_prefix_tokens: int) -> Tensor:
-        x = x + self.drop_path1(self._attend(self.norm1(x), grid, num_prefix_tokens))
+    def forward(self, x: Tensor, grid: tuple[int, int], num_prefix_tokens: int, *, prefix_only: bool = False
+                ) -> Tensor:
+        """``prefix_only``: compute the class token only, ``(B, P, C)`` (the map tokens' queries, attention rows and
+        MLP are skipped; the class token still attends to every key, so its value is unchanged)."""
+        attended = self._attend(self.norm1(x), grid, num_prefix_tokens, prefix_only)  # (B, P or P + h·w, C)
+        x = (x[:, :num_prefix_tokens] if prefix_only else x) + self.drop_path1(attended)
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
-    def _attend(self, x: Tensor, grid: tuple[int, int], P: int) -> Tensor:
+    def _attend(self, x: Tensor, grid: tuple[int, int], P: int, prefix_only: bool) -> Tensor:
         fmap = x[:, P:].unflatten(1, grid).permute(0, 3, 1, 2)  # (B, C, h, w), a channels-last view: no copy
-        q, k, v = self.conv_q(fmap), self.conv_k(fmap), self.conv_v(fmap)  # (B, h·w, C), 2 × (B, h'·w', C)
+        k, v = self.conv_k(fmap), self.conv_v(fmap)  # 2 × (B, h'·w', C)
+        q = None if prefix_only else self.conv_q(fmap)  # (B, h·w, C)
         if P:
             prefix = x[:, :P]
-            q, k, v = (torch.cat([prefix, t], dim=1) for t in (q, k, v))  # (B, P + n, C)
+            k, v = (torch.cat([prefix, t], dim=1) for t in (k, v))  # (B, P + h'·w', C)
+            q = prefix if prefix_only else torch.cat([prefix, q], dim=1)  # (B, P [+ h·w], C)
         return self.attn(q, k, v)
 
 
@@ -152,13 +158,16 @@ class CvTStage(nn.Module):
         self.embed_drop = nn.Dropout(model.drop_rate)
         self.blocks = nn.ModuleList(CvTBlock(cfg, model, drop_path=p) for p in drop_paths)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    def forward(self, x: Tensor, *, class_token_only: bool = False) -> tuple[Tensor, tuple[int, int]]:
+        """``class_token_only`` (with a class token): the last block computes the class token alone, ``(B, 1, C)``."""
         x, grid = self.patch_embed(x)  # (B, h·w, C)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + h·w, C)
         x = self.embed_drop(x)
-        for block in self.blocks:
-            x = block(x, grid, self.num_prefix_tokens)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            prefix_only = class_token_only and i == last and self.cls_token is not None
+            x = block(x, grid, self.num_prefix_tokens, prefix_only=prefix_only)
         return x, grid
 
 
@@ -167,6 +176,8 @@ class CvT(nn.Module):
 
     ``forward_features`` returns the last stage's normalised tokens ``(B, P + h·w, C)`` (``P`` = 1 with the class
     token); ``forward_head`` takes the class token (or the mean of the map tokens) and applies the head.
+    Attention weights captured during ``forward`` in eval mode hold the class token's row only in the last
+    block; use ``forward_features`` for every row.
     """
 
     def __init__(self, config: CvTConfig) -> None:
@@ -214,11 +225,13 @@ class CvT(nn.Module):
 
         return convert_cvt_checkpoint(state_dict, self)
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor, *, class_token_only: bool = False) -> Tensor:
+        """Images ``(B, C_in, H, W)`` → the last stage's normalised tokens ``(B, P + h·w, C)``; ``(B, 1, C)`` with
+        ``class_token_only`` when the model has a class token (all the head reads)."""
         x, grid = self.stages[0](x)  # (B, h·w, C)
         for stage in self.stages[1:]:  # only the last stage may have a class token
             fmap = x.unflatten(1, grid).permute(0, 3, 1, 2)  # (B, C, h, w), a channels-last view: no copy
-            x, grid = stage(fmap)  # (B, P + h·w, C)
+            x, grid = stage(fmap, class_token_only=class_token_only)  # (B, P + h·w, C)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
@@ -227,7 +240,10 @@ class CvT(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
+        # In evaluation the last block's map tokens, never read by the head, are skipped (~7% of CvT-13's
+        # compute). Training computes them, as the reference does: their parameters then receive (zero)
+        # gradients, which distributed training expects of every parameter.
+        return self.forward_head(self.forward_features(x, class_token_only=not self.training))
 
 
 def _stages(dims, depths, heads, *, first: tuple[int, int, int] = (7, 4, 2), **common) -> tuple[CvTStageConfig, ...]:

@@ -55,7 +55,7 @@ def cvt_attention_maps(
     model.eval()
     try:
         with torch.no_grad(), capture_attention(model) as store:
-            model(images)
+            model.forward_features(images)  # every query row (forward skips the last block's map queries)
     finally:
         model.train(was_training)
     weights = store[name][0]  # (B, nh, P + h·w, P + h'·w')
