@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from vitkit.errors import find_user_error
+
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {  # name → module under vitkit.commands
     "models": "models",
@@ -21,6 +23,17 @@ COMMANDS = {  # name → module under vitkit.commands
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _dispatch(argv)
+    except Exception as e:  # bad input anywhere (often wrapped by jsonargparse/Lightning): message, no traceback
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        print(f"vitkit: error: {user_error}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(f"vitkit.commands.{COMMANDS[argv[0]]}")
         parser = argparse.ArgumentParser(prog=f"vitkit {argv[0]}", description=module.__doc__)
@@ -29,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_COMMANDS:
         _print_usage()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    from vitkit.training import run_lightning_cli
+    from vitkit.trainer import run_lightning_cli
 
     run_lightning_cli(argv)
     return 0
