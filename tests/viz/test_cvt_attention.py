@@ -57,3 +57,13 @@ def test_maps_carry_the_query_weights_to_the_key_centres():
     assert torch.allclose(mean.maps[:, :, 1::8, 1::8], w0.mean(2).unflatten(-1, (4, 4)), atol=1e-6)
     with pytest.raises(ValueError, match="outside stage 0's 8×8 grid"):
         cvt_attention_maps(model, x, stage=0, query=(8, 0))
+
+
+def test_relevance_maps_through_the_shared_entry_point():
+    from vitkit.viz.attention_maps import attention_maps
+
+    for name, x in (("cvt_test", torch.randn(3, 3, 32, 32)), ("cvt_digits", torch.randn(3, 1, 8, 8))):
+        model = create_model(name).train()
+        maps = attention_maps(model, x)
+        assert maps.shape == (3, *x.shape[-2:]) and model.training  # mode restored
+        assert maps.amin() >= 0 and maps.amax() <= 1 and torch.allclose(maps.flatten(1).amax(1), torch.ones(3))
