@@ -21,3 +21,10 @@ def attention_maps(model: nn.Module, images: Tensor) -> Tensor:
     if isinstance(model, CvT):
         return cvt_relevance_maps(model, images)
     raise TypeError(f"no attention-map method for {type(model).__name__}; supported: VisionTransformer, CvT")
+
+
+def attention_method(model: nn.Module) -> str:
+    """How ``attention_maps`` computes the maps for ``model``, for figure titles."""
+    from vitkit.models.cvt import CvT
+
+    return "last-stage class-token attention" if isinstance(model, CvT) else "attention rollout"
