@@ -87,10 +87,9 @@ class ClassificationTask(L.LightningModule):
             overrides = dict(model_kwargs or {})
             if drop_path_rate is not None:
                 overrides["drop_path_rate"] = drop_path_rate
-            self.model = build_classifier(
-                model, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                checkpoint=checkpoint, **overrides,
-            )
+            sized = {"num_classes": num_classes, "in_chans": in_chans, "img_size": img_size}
+            sized.update({k: overrides.pop(k) for k in list(sized) if k in overrides})  # model_kwargs win
+            self.model = build_classifier(model, checkpoint=checkpoint, **sized, **overrides)
         self.num_classes = num_classes or _num_outputs(self.model)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         self.mixup = build_mixup(self.hparams, self.num_classes)
