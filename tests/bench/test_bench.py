@@ -77,3 +77,16 @@ def test_config_errors(tmp_path):
         load_bench_config(None, models=["vit_test"], budget={"epochs": 1}, trainer={"max_epochs": 3})
     with pytest.raises(BenchConfigError, match="does not exist"):
         load_bench_config(tmp_path / "missing.yaml")
+
+
+def test_bench_configs_are_valid():
+    from pathlib import Path
+
+    from vitkit.models import is_model
+
+    configs = sorted((Path(__file__).parents[2] / "configs" / "bench").glob("*.yaml"))
+    assert {p.name for p in configs} >= {"digits.yaml", "hybrid_vs_vit_cifar10.yaml"}
+    for path in configs:
+        assert path.read_text().startswith("# vitkit bench "), path
+        cfg = load_bench_config(path)
+        assert all(is_model(m) for m in cfg.models) and cfg.target_accuracy is not None
