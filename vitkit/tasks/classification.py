@@ -26,6 +26,7 @@ from vitkit.tasks.builders import build_classifier
 from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
 from vitkit.tasks.layer_decay import layer_decay_scale
 from vitkit.tasks.optim import param_groups, warmup_cosine
+from vitkit.tasks.prediction_writer import ClassificationPredictionWriter
 
 
 class ClassificationTask(L.LightningModule):
@@ -150,7 +151,7 @@ class ClassificationTask(L.LightningModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs = self(batch["image"]).softmax(dim=-1)  # (B, K)
         conf, pred = probs.max(dim=-1)
-        out = {"pred": pred, "confidence": conf, "probs": probs}
+        out = {"pred": pred, "confidence": conf}
         if "label" in batch:
             out["label"] = batch["label"]
         return out
@@ -193,7 +194,8 @@ class ClassificationTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_callbacks(self) -> list[Callback]:
-        return checkpoint_callbacks("val/acc1", mode="max", filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}")
+        best_and_last = checkpoint_callbacks("val/acc1", mode="max", filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}")
+        return [*best_and_last, ClassificationPredictionWriter()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_task(self, checkpoint)
