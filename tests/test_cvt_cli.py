@@ -19,3 +19,9 @@ def test_cvt_digits_fit_and_attention_figure(tmp_path):
     assert main(["attention", "--ckpt", str(ckpt), "--out", str(out), "--num", "4"]) == 0
     with Image.open(out) as im:
         assert im.width > 300 and im.height > 100
+
+
+def test_models_table_lists_cvt_presets(capsys):
+    assert main(["models", "cvt_13"]) == 0
+    out = capsys.readouterr().out
+    assert "20.00M" in out and "4.27" in out  # the paper's 20M; GFLOPs in evaluation (class token only at the end)
