@@ -32,7 +32,7 @@ def prepare_out(out: str | Path, *, overwrite: bool) -> Path:
 def row(r: ModelResult, target: float | None) -> list[str]:
     to_target = "no target" if target is None else ("not reached" if r.minutes_to_target is None
                                                    else f"{r.minutes_to_target:.2f}")
-    return [r.model, r.source, f"{r.params / 1e6:.3f}", f"{r.gflops:.4f}", f"{r.train_img_s:.1f}",
+    return [r.model, r.source, f"{r.params / 1e6:.3f}", f"{r.gflops:.4g}", f"{r.train_img_s:.1f}",
             f"{r.infer_img_s:.1f}", f"{r.peak_mem_mb:.0f}", f"{r.final_top1:.4f}", f"{r.best_top1:.4f}",
             str(r.epochs), f"{r.train_minutes:.2f}", to_target]
 
@@ -87,7 +87,14 @@ def plot(results: list[ModelResult], path: Path, *, title: str) -> None:
         ax_flops.annotate(r.model, (r.gflops, r.final_top1), textcoords="offset points", xytext=(6, 4), fontsize=8)
         minutes, accs = [m for m, _, _ in r.history], [a for *_, a in r.history]
         ax_time.plot(minutes, accs, "-o", color=colour, markersize=3, label=r.model)
-    ax_flops.set_xscale("log")
+    flops = [r.gflops for r in results]
+    if max(flops) > 20 * min(flops):  # a log axis only when the models span more than an order of magnitude
+        ax_flops.set_xscale("log")
+    else:
+        lo, hi = min(flops), max(flops)
+        pad = 0.15 * (hi - lo) or 0.1 * hi
+        ax_flops.set_xlim(lo - pad, hi + 2 * pad)  # room for the labels
+        ax_flops.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
     ax_flops.set_xlabel("GFLOPs per image (multiply-adds, attention included)")
     ax_flops.set_ylabel("final validation top-1")
     ax_time.set_xlabel("training time (minutes, validation excluded)")
