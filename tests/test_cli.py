@@ -50,3 +50,15 @@ def test_fit_writes_the_run_folder_and_the_attention_figure(tmp_path, capsys):
         assert im.width > 400 and im.height > 100
     with pytest.raises(ValueError, match="--num must be positive"):
         main(["attention", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--num", "0"])
+
+
+def test_predict_writes_predictions_csv(tmp_path):
+    config = str(ROOT / "configs/vit/digits.yaml")
+    common = ["--run_name", "p", "--trainer.enable_progress_bar", "false", f"--trainer.default_root_dir={tmp_path}"]
+    assert main(["fit", "-c", config, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+                 "--trainer.limit_val_batches", "1", *common]) == 0
+    ckpt = tmp_path / "p" / "version_0" / "checkpoints" / "last.ckpt"
+    assert main(["predict", "-c", config, "--ckpt_path", str(ckpt), *common]) == 0
+    rows = (tmp_path / "p" / "version_1" / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "index,pred,pred_name,confidence,label"
+    assert len(rows) == 1 + 359  # the digits test split

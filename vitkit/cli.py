@@ -18,6 +18,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {  # name → module under vitkit.commands
     "models": "models",
     "attention": "attention",
+    "bench": "bench",
     "check-data": "check_data",
 }
 

@@ -46,9 +46,10 @@ class TaskFormat:
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info
 
-    def transforms(self, augment: str, image_size: int, seed: int):
-        """``(train, eval)`` callables ``transform(image=...) -> {"image": ...}`` (albumentations pipelines)."""
-        return build_transforms(augment, self.info.augment, image_size, seed=seed)
+    def transforms(self, augment: str, image_size: int, seed: int, **recipe):
+        """``(train, eval)`` callables ``transform(image=...) -> {"image": ...}`` (albumentations pipelines);
+        ``recipe``: ``rand_augment`` / ``random_erasing`` of ``build_transforms``."""
+        return build_transforms(augment, self.info.augment, image_size, seed=seed, mean=self.info.mean, **recipe)
 
     def format(self, sample: dict, transform) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -97,7 +98,9 @@ class DetectionFormat(NormalisedFormat):
     requires = frozenset({"image", "boxes", "labels", "image_id", "orig_size"})
     presets = DETECTION_PRESETS
 
-    def transforms(self, augment: str, image_size: int, seed: int):
+    def transforms(self, augment: str, image_size: int, seed: int, **recipe):
+        """Box-aware pipelines; the classification ``recipe`` switches (RandAugment, erasing) do not apply (the
+        datamodule refuses them for detection)."""
         return build_detection_transforms(augment, self.info.augment, image_size, seed=seed)
 
     def format(self, sample: dict, transform) -> dict:

@@ -50,7 +50,8 @@ def load_task(path: str | Path, *, expected: type[LightningModule] | None = None
     cls = getattr(importlib.import_module(module_name), qualname)
     if expected is not None and not issubclass(cls, expected):
         raise CheckpointError(f"{path} holds a {cls.__name__} checkpoint, but a {expected.__name__} is needed here")
-    task = cls(**dict(raw.get("hyper_parameters") or {}))
+    hparams = {k: v for k, v in (raw.get("hyper_parameters") or {}).items() if not k.startswith("_")}  # CLI's own
+    task = cls(**hparams)
     load_state_dict(task, raw["state_dict"], source=str(path))
     task.on_load_checkpoint(raw)
     return task.eval()
