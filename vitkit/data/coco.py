@@ -137,9 +137,11 @@ def _index(data: dict, ann_file: Path, images_dir: Path) -> CocoIndex:
         clipped += box != [float(v) for v in ann["bbox"]]
         per_image[row_of[ann["image_id"]]].append((box, label_of[ann["category_id"]]))
     counts = [len(objs) for objs in per_image]
-    log.info("%s: %d images (%d without objects), %d boxes; %d crowd regions excluded from training targets, "
-             "%d degenerate boxes dropped (no width or height inside the image), %d boxes clipped to the image",
-             ann_file.name, len(images), counts.count(0), sum(counts), crowd, dropped, clipped)
+    # a warning when boxes were dropped or changed, so that it shows without any logging set-up
+    log.log(logging.WARNING if dropped or clipped else logging.INFO,
+            "%s: %d images (%d without objects), %d boxes; %d crowd regions excluded from training targets, "
+            "%d degenerate boxes dropped (no width or height inside the image), %d boxes clipped to the image",
+            ann_file.name, len(images), counts.count(0), sum(counts), crowd, dropped, clipped)
     flat = [obj for objs in per_image for obj in objs]
     return CocoIndex(
         ann_file, images_dir, tuple(c["id"] for c in categories), tuple(str(c["name"]) for c in categories),
