@@ -5,11 +5,7 @@ Batches for ``task="classification"`` are dicts:
 - ``"image"``: ``float32 (B, C, H, W)``, normalised with the dataset's per-channel mean/std, ``H = W = image_size``;
 - ``"label"``: ``int64 (B,)``, an index into ``class_names``.
 
-For ``task="generation"`` (Image Transformer): ``"image"`` is ``uint8 (B, C, H, W)``, the raw 8-bit intensities
-(digits scaled from 0..16 to 0..255), neither normalised nor augmented; ``"label"`` as above when the set has labels.
-
-``num_classes``, ``class_names``, ``in_chans`` and ``image_size`` are known right after construction (the CLI links
-them into the task before anything is loaded); ``class_names`` are also saved in checkpoints (``state_dict``).
+        task: Literal["classification", "generation", "detection"] = "classification",
 
 Pipeline: a dataset from the registry (``vitkit.data.datasets``: name → describe/build) gives train/val/test splits
 of raw samples; the task format (``vitkit.data.formats``) builds the transforms from the augmentation preset
@@ -29,12 +25,12 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import DataLoader, Subset, get_worker_info
 
 from vitkit.data.datasets import DataOptions, get_dataset
 from vitkit.data.errors import DataError
 from vitkit.data.formats import FormattedDataset, get_task_format
-from vitkit.data.transforms import resolve_augment
+from vitkit.data.transforms import check_recipe_augment, resolve_augment
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +42,12 @@ class VisionDataModule(L.LightningDataModule):
         self,
         dataset: str = "digits",
         root: str | None = None,
-        task: Literal["classification", "generation"] = "classification",
+        task: Literal["classification", "generation", "detection"] = "classification",
         image_size: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
-        augment: Literal["auto", "none", "cifar", "imagenet", "digits"] = "auto",
+        augment: Literal["auto", "none", "cifar", "imagenet", "digits", "detr", "detr_noflip"] = "auto",
         val_split: float = 0.1,
         seed: int = 0,
         download: bool = False,
@@ -60,22 +56,27 @@ class VisionDataModule(L.LightningDataModule):
         fake_samples: int = 512,
         fake_classes: int = 10,
         fake_channels: int = 3,
+        rand_augment: str | None = None,
+        random_erasing: float = 0.0,
+        train_ann: str | None = None,
+        val_ann: str | None = None,
+        train_images: str | None = None,
+        val_images: str | None = None,
     ) -> None:
         """
         Args:
             dataset: registered dataset name: digits (scikit-learn's 8×8 digits, no download), cifar10, cifar100
                 (torchvision's files under root), imagefolder (root/train/<class>/*, root/val/<class>/* or
-                root/test/<class>/*), fake (random images, for tests and benchmarks).
-            root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/).
-            task: what the batches are for; selects how samples become tensors: classification (normalised float
-                images, augmented) or generation (uint8 images, resized only).
+        task: Literal["classification", "generation", "detection"] = "classification",
             image_size: side of the square images in batches; default: the dataset's native size (digits 8,
-                CIFAR 32, fake 32) or 224 for image folders.
+                CIFAR 32, fake 32) or 224 for image folders. Detection: the shorter side at evaluation (training
+                scales are fractions of it); default 800 for coco (the paper's), 96 for digits_detection.
             batch_size: training batch size (per device).
             eval_batch_size: validation/test/predict batch size; default batch_size.
             num_workers: DataLoader worker processes; default min(4, CPU count), or 0 for digits and fake.
             augment: training augmentation preset: auto (the dataset's own), none, cifar (pad + random crop + flip),
-                imagenet (random-resized crop + flip), digits (small shift/scale/rotation, no flip).
+                imagenet (random-resized crop + flip), digits (small shift/scale/rotation, no flip); detection:
+                detr (the paper's flip + multi-scale resize + random crop), detr_noflip (the same without flip).
             val_split: fraction of the training data held out (stratified, seeded) when there is no val folder.
             seed: seeds the validation hold-out, the shuffling and the augmentation.
             download: fetch cifar10/cifar100 into root when missing (needs internet).
@@ -84,6 +85,16 @@ class VisionDataModule(L.LightningDataModule):
             fake_samples: fake dataset: number of training + validation images.
             fake_classes: fake dataset: number of classes.
             fake_channels: fake dataset: image channels.
+            rand_augment: training recipe: timm RandAugment string after the preset's geometry, e.g.
+                ``rand-m9-mstd0.5-inc1`` (DeiT's); default off. Classification only.
+            random_erasing: training recipe: probability of erasing a random rectangle (random pixels), last;
+                timm/DeiT use 0.25; default 0 (off). Classification only.
+            train_ann: COCO-format sets: the training annotation file, relative to root unless absolute;
+                default annotations/instances_train2017.json (coco).
+            val_ann: the validation annotation file; default annotations/instances_val2017.json (coco). When the
+                default file does not exist, a val_split share of the training images is held out.
+            train_images: folder the training file's "file_name"s are relative to; default train2017 (coco).
+            val_images: the same for validation; default val2017 (coco).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -99,10 +110,15 @@ class VisionDataModule(L.LightningDataModule):
         if missing:
             raise DataError(f"dataset {dataset!r} cannot serve task {task!r}: its samples lack {sorted(missing)}")
         self.options = DataOptions(Path(root).expanduser() if root else None, image_size, val_split, seed, download,
-                                   fake_samples, fake_classes, fake_channels)
+                                   fake_samples, fake_classes, fake_channels, train_ann=train_ann, val_ann=val_ann,
+                                   train_images=train_images, val_images=val_images)
         self.info = self.spec.describe(self.options)
         self.task_format = format_cls(self.info)
-        self.augment = resolve_augment(augment, self.info.augment)
+        self.augment = resolve_augment(augment, self.info.augment, format_cls.presets)
+        check_recipe_augment(rand_augment, random_erasing)
+        if (rand_augment or random_erasing) and task != "classification":
+            raise DataError(f"rand_augment / random_erasing apply to classification, not to task={task!r}")
+        self.recipe_augment = {"rand_augment": rand_augment, "random_erasing": random_erasing}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         default_workers = min(4, os.cpu_count() or 1) if self.info.use_workers else 0
         self.num_workers = default_workers if num_workers is None else num_workers
@@ -131,6 +147,12 @@ class VisionDataModule(L.LightningDataModule):
         return self.options.image_size or self.info.default_image_size
 
     @property
+    def category_ids(self) -> list[int]:
+        """The dataset's id of each class (label ``i`` ↔ ``category_ids[i]``); ``0..K-1`` for classification sets."""
+        ids = self.info.category_ids
+        return list(ids) if ids is not None else list(range(self.num_classes))
+
+    @property
     def mean(self) -> tuple[float, ...]:
         return self.info.mean
 
@@ -147,16 +169,17 @@ class VisionDataModule(L.LightningDataModule):
         if self._datasets:
             return
         splits = self.spec.build(self.options, self.info)
-        train_tf, eval_tf = self.task_format.transforms(self.augment, self.image_size, self.seed)
+        train_tf, eval_tf = self.task_format.transforms(self.augment, self.image_size, self.seed,
+                                                        **self.recipe_augment)
         for name, split, transform in (("train", splits.train, train_tf), ("val", splits.val, eval_tf),
                                        ("test", splits.test, eval_tf)):
             if len(split) == 0:
                 raise DataError(f"the {name} split of {self.dataset_name!r} is empty; add images (or a {name}/ "
                                 f"folder) or raise --data.val_split")
             self._datasets[name] = FormattedDataset(split, transform, self.task_format)
-        log.info("%s: %d train / %d val / %d test samples, %d classes, %d×%d px, augment=%s", self.dataset_name,
+        log.info("%s: %d train / %d val / %d test samples, %d classes, image size %d, augment=%s", self.dataset_name,
                  len(splits.train), len(splits.val), len(splits.test), self.num_classes, self.image_size,
-                 self.image_size, self.augment)
+                 self.augment)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -171,11 +194,17 @@ class VisionDataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset_name, "class_names": self.class_names, "in_chans": self.in_chans,
-                "image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        return {"dataset": self.dataset_name, "class_names": self.class_names, "category_ids": self.category_ids,
+                "in_chans": self.in_chans, "image_size": self.image_size, "mean": list(self.mean),
+                "std": list(self.std)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = list(state_dict.get("class_names", self.class_names))
+        saved_ids = list(state_dict.get("category_ids", self.category_ids))
+        if saved == self.class_names and saved_ids != self.category_ids:
+            raise DataError(f"the checkpoint's classes have category ids {saved_ids[:20]} but the annotation file of "
+                            f"{self.dataset_name!r} gives them {self.category_ids[:20]}: its outputs would be "
+                            f"reported under the wrong ids. Use the annotation file the model was trained with")
         if saved != self.class_names:
             only_saved = sorted(set(saved) - set(self.class_names))
             only_here = sorted(set(self.class_names) - set(saved))
@@ -184,6 +213,16 @@ class VisionDataModule(L.LightningDataModule):
                             f"{' ...' if self.num_classes > 20 else ''} (only in checkpoint: {only_saved or 'none'}; "
                             f"only in data: {only_here or 'none'}; else the order differs). Point --data.root at "
                             f"data with the checkpoint's classes")
+
+    def coco_ground_truth(self, split: Literal["train", "val", "test"]):
+        """The split's annotation file as a ``pycocotools.coco.COCO`` (detection sets; the detection task evaluates
+        against it, crowd regions and original areas included)."""
+        source = self.dataset(split).samples
+        while isinstance(source, Subset):
+            source = source.dataset
+        if not hasattr(source, "ground_truth"):
+            raise DataError(f"dataset {self.dataset_name!r} has no COCO annotation file to evaluate against")
+        return source.ground_truth()
 
     # -- loaders ----------------------------------------------------------------------------------------------------
     def dataset(self, split: Literal["train", "val", "test"]) -> FormattedDataset:

@@ -8,11 +8,23 @@ from torch import Tensor, nn
 def attention_maps(model: nn.Module, images: Tensor) -> Tensor:
     """Per-image relevance ``(B, H, W)`` in [0, 1] of each pixel for the model's prediction.
 
-    ViT: attention rollout through all blocks (Abnar & Zuidema 2020).
+    ViT: attention rollout through all blocks (Abnar & Zuidema 2020). CvT: the class token's attention over the
+    last stage's strided key grid, placed on the image pixels (``viz.cvt_attention``).
     """
+    from vitkit.models.cvt import CvT
     from vitkit.models.vit import VisionTransformer
+    from vitkit.viz.cvt_attention import cvt_relevance_maps
     from vitkit.viz.rollout import vit_rollout_maps
 
     if isinstance(model, VisionTransformer):
         return vit_rollout_maps(model, images)
-    raise TypeError(f"no attention-map method for {type(model).__name__}; supported: VisionTransformer")
+    if isinstance(model, CvT):
+        return cvt_relevance_maps(model, images)
+    raise TypeError(f"no attention-map method for {type(model).__name__}; supported: VisionTransformer, CvT")
+
+
+def attention_method(model: nn.Module) -> str:
+    """How ``attention_maps`` computes the maps for ``model``, for figure titles."""
+    from vitkit.models.cvt import CvT
+
+    return "last-stage class-token attention" if isinstance(model, CvT) else "attention rollout"
