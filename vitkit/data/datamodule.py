@@ -5,7 +5,19 @@ Batches for ``task="classification"`` are dicts:
 - ``"image"``: ``float32 (B, C, H, W)``, normalised with the dataset's per-channel mean/std, ``H = W = image_size``;
 - ``"label"``: ``int64 (B,)``, an index into ``class_names``.
 
-        task: Literal["classification", "generation", "detection"] = "classification",
+Batches for ``task="generation"`` (Image Transformer; ``vitkit.data.formats.GenerationFormat``) hold ``"image"`` as
+``uint8 (B, C, H, W)``, the raw 8-bit intensities (digits scaled from 0..16 to 0..255), neither normalised nor
+augmented, only resized; and ``"label"`` as above when the dataset has labels (class-conditional models).
+
+Batches for ``task="detection"`` (COCO-format sets: ``coco``, ``digits_detection``; ``vitkit.data.formats.
+DetectionFormat``) are ``{"image": float32 (B, 3, H, W) normalised and padded, "pixel_mask": bool (B, H, W) True on
+real pixels, "targets": [{"boxes": (n, 4) normalised cxcywh, "labels": (n,), "image_id", "orig_size", "size"}]}``;
+``image_size`` is then the shorter side at evaluation. Label ``i`` is category id ``category_ids[i]`` of the
+annotation file; ``coco_ground_truth(split)`` gives the file itself for COCO evaluation.
+
+``num_classes``, ``class_names``, ``in_chans``, ``image_size`` (and ``category_ids``) are known right after
+construction (the CLI links them into the task before anything is loaded); they are also saved in checkpoints
+(``state_dict``), and a checkpoint whose classes differ from the data's is refused.
 
 Pipeline: a dataset from the registry (``vitkit.data.datasets``: name → describe/build) gives train/val/test splits
 of raw samples; the task format (``vitkit.data.formats``) builds the transforms from the augmentation preset
@@ -67,7 +79,13 @@ class VisionDataModule(L.LightningDataModule):
         Args:
             dataset: registered dataset name: digits (scikit-learn's 8×8 digits, no download), cifar10, cifar100
                 (torchvision's files under root), imagefolder (root/train/<class>/*, root/val/<class>/* or
-        task: Literal["classification", "generation", "detection"] = "classification",
+                root/test/<class>/*), fake (random images, for tests and benchmarks); for task=detection: coco
+                (COCO-format instances JSON + images under root), digits_detection (digits on 96×96 canvases,
+                generated in COCO format under root, default data/digits_detection).
+            root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/;
+                coco: the folder the annotation and image paths are relative to).
+            task: what the batches are for; selects how samples become tensors: classification (normalised,
+                augmented float images), generation (uint8 images, resized only) or detection.
             image_size: side of the square images in batches; default: the dataset's native size (digits 8,
                 CIFAR 32, fake 32) or 224 for image folders. Detection: the shorter side at evaluation (training
                 scales are fractions of it); default 800 for coco (the paper's), 96 for digits_detection.
