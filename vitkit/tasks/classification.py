@@ -12,7 +12,6 @@ random erasing act on the data (``VisionDataModule(rand_augment=..., random_eras
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -25,7 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from vitkit.tasks.builders import build_classifier
 from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
 from vitkit.tasks.layer_decay import layer_decay_scale
-from vitkit.tasks.optim import param_groups, warmup_cosine
+from vitkit.tasks.optim import adamw_warmup_cosine, param_groups
 from vitkit.tasks.prediction_writer import ClassificationPredictionWriter
 
 
@@ -180,18 +179,8 @@ class ClassificationTask(L.LightningModule):
     def configure_optimizers(self) -> dict:
         scale = layer_decay_scale(self.model, self.hparams.layer_decay) if self.hparams.layer_decay else None
         groups = param_groups(self.model, weight_decay=self.hparams.weight_decay, lr_scale=scale)
-        for group in groups:  # the schedule multiplies each group's own rate
-            group["lr"] = self.hparams.lr * group["lr_scale"]
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):  # a time budget with no epoch limit: warm up, then keep the rate
-            total = 10**9
-        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
-        per_epoch = total / epochs if epochs else total
-        warmup = int(self.hparams.warmup_epochs * per_epoch) if epochs else 0
-        schedule = warmup_cosine(warmup, int(total), min_ratio=self.hparams.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self.trainer, groups, lr=self.hparams.lr, betas=self.hparams.betas,
+                                   warmup_epochs=self.hparams.warmup_epochs, min_lr_ratio=self.hparams.min_lr_ratio)
 
     def configure_callbacks(self) -> list[Callback]:
         best_and_last = checkpoint_callbacks("val/acc1", mode="max", filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}")

@@ -16,13 +16,13 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
 from vitkit.models import ImageTransformer, create_model
 from vitkit.models.sampling import sample
-from vitkit.tasks.checkpoints import record_task
-from vitkit.tasks.optim import param_groups, warmup_cosine
+from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
+from vitkit.tasks.optim import adamw_warmup_cosine, param_groups
 from vitkit.viz.sample_grid import image_grid, save_image_grid
 
 log = logging.getLogger(__name__)
@@ -137,21 +137,11 @@ class GenerationTask(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         groups = param_groups(self.model, weight_decay=self.hparams.weight_decay)
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):  # a time budget with no epoch limit: warm up, then keep the rate
-            total = 10**9
-        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
-        per_epoch = total / epochs if epochs else total
-        warmup = int(self.hparams.warmup_epochs * per_epoch) if epochs else 0
-        schedule = warmup_cosine(warmup, int(total), min_ratio=self.hparams.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self.trainer, groups, lr=self.hparams.lr, betas=self.hparams.betas,
+                                   warmup_epochs=self.hparams.warmup_epochs, min_lr_ratio=self.hparams.min_lr_ratio)
 
     def configure_callbacks(self) -> list[Callback]:
-        best = ModelCheckpoint(monitor="val/bpd", mode="min", save_last=True,
-                               filename="best-epoch{epoch:03d}-bpd{val/bpd:.4f}", auto_insert_metric_name=False)
-        return [best]
+        return checkpoint_callbacks("val/bpd", mode="min", filename="best-epoch{epoch:03d}-bpd{val/bpd:.4f}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_task(self, checkpoint)
