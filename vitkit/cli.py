@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_COMMANDS:
         _print_usage()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    from vitkit.training import run_lightning_cli
+    from vitkit.trainer import run_lightning_cli
 
     run_lightning_cli(argv)
     return 0

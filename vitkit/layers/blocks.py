@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import Tensor, nn
 
 from vitkit.layers.attention import Attention, KVCache
@@ -66,7 +65,9 @@ class DropPath(nn.Module):
 
 def drop_path_rates(drop_path_rate: float, depth: int) -> list[float]:
     """Stochastic-depth rates rising linearly from 0 to ``drop_path_rate`` over ``depth`` blocks."""
-    return torch.linspace(0, drop_path_rate, depth).tolist() if depth > 1 else [drop_path_rate] * depth
+    if depth <= 1:
+        return [drop_path_rate] * depth
+    return [drop_path_rate * i / (depth - 1) for i in range(depth)]
 
 
 class Block(nn.Module):

@@ -10,6 +10,7 @@ at load time when the grid differs, and at forward time for images of another si
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -63,16 +64,17 @@ class VisionTransformer(nn.Module):
         num_pos = self.grid[0] * self.grid[1] + self.num_prefix_tokens
         self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, cfg.dim), requires_grad=cfg.pos_embed == "learn")
         self.pos_drop = nn.Dropout(cfg.drop_rate)
+        norm_layer = partial(nn.LayerNorm, eps=1e-6)  # the reference JAX implementation's epsilon
         dpr = drop_path_rates(cfg.drop_path_rate, cfg.depth)
         self.blocks = nn.Sequential(*[
             Block(cfg.dim, cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, proj_drop=cfg.drop_rate,
-                  attn_drop=cfg.attn_drop_rate, drop_path=dpr[i], fused_attn=cfg.fused_attn)
+                  attn_drop=cfg.attn_drop_rate, drop_path=dpr[i], norm_layer=norm_layer, fused_attn=cfg.fused_attn)
             for i in range(cfg.depth)
         ])
         # timm's layout: with average pooling the final norm moves after pooling (fc_norm).
         use_fc_norm = cfg.global_pool == "avg"
-        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(cfg.dim)
-        self.fc_norm = nn.LayerNorm(cfg.dim) if use_fc_norm else nn.Identity()
+        self.norm = nn.Identity() if use_fc_norm else norm_layer(cfg.dim)
+        self.fc_norm = norm_layer(cfg.dim) if use_fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cfg.dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.init_weights()

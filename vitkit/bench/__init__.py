@@ -1,0 +1,1 @@
+"""Measuring models: FLOPs, throughput, memory, and the harness behind ``vitkit bench``."""

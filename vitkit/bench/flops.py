@@ -1,0 +1,36 @@
+"""Counting a model's FLOPs with ``torch.utils.flop_counter.FlopCounterMode``, attention included.
+
+The count runs on the reference attention path, so the ``Q Kᵀ`` and ``weights · V`` matmuls are ordinary matmuls
+that the counter sees (some FLOP counters skip fused attention kernels, which understates Transformers against
+convolutional hybrids). Following the papers (ViT, CvT, DETR), one multiply-add counts as one FLOP: the counter's
+total, which counts two per multiply-add, is halved.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from vitkit.layers import Attention
+
+
+@torch.no_grad()
+def count_gflops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
+    """Forward GFLOPs (multiply-adds ×1e-9) for one input of ``input_shape`` (without the batch dimension)."""
+    attentions = [m for m in model.modules() if isinstance(m, Attention)]
+    saved = [m.fused for m in attentions]
+    was_training = model.training
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    try:
+        for m in attentions:
+            m.fused = False
+        model.eval()
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        for m, fused in zip(attentions, saved, strict=True):
+            m.fused = fused
+        model.train(was_training)
+    return counter.get_total_flops() / 2 / 1e9

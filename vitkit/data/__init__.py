@@ -1,0 +1,22 @@
+"""The shared data layer: one ``VisionDataModule``, a registry of datasets, augmentation presets, task formats.
+
+Importing this package registers the built-in datasets (digits, cifar10, cifar100, imagefolder, fake).
+"""
+
+from vitkit.data import imagefolder  # noqa: F401  (registers "imagefolder")
+from vitkit.data.datamodule import VisionDataModule
+from vitkit.data.datasets import DataOptions, DatasetInfo, DatasetSplits, list_datasets, register_dataset
+from vitkit.data.errors import DataError
+from vitkit.data.formats import TaskFormat, register_task_format
+
+__all__ = [
+    "DataError",
+    "DataOptions",
+    "DatasetInfo",
+    "DatasetSplits",
+    "TaskFormat",
+    "VisionDataModule",
+    "list_datasets",
+    "register_dataset",
+    "register_task_format",
+]

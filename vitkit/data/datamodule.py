@@ -1,0 +1,223 @@
+"""VisionDataModule: the one LightningDataModule every vitkit task trains through.
+
+Batches for ``task="classification"`` are dicts:
+
+- ``"image"``: ``float32 (B, C, H, W)``, normalised with the dataset's per-channel mean/std, ``H = W = image_size``;
+- ``"label"``: ``int64 (B,)``, an index into ``class_names``.
+
+``num_classes``, ``class_names``, ``in_chans`` and ``image_size`` are known right after construction (the CLI links
+them into the task before anything is loaded); ``class_names`` are also saved in checkpoints (``state_dict``).
+
+Pipeline: a dataset from the registry (``vitkit.data.datasets``: name → describe/build) gives train/val/test splits
+of raw samples; the task format (``vitkit.data.formats``) builds the transforms from the augmentation preset
+(``vitkit.data.transforms``), turns each sample into tensors, and collates batches. New datasets and new tasks
+plug in through those two registries without changes here beyond the ``task`` choices.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, get_worker_info
+
+from vitkit.data.datasets import DataOptions, get_dataset
+from vitkit.data.errors import DataError
+from vitkit.data.formats import FormattedDataset, get_task_format
+from vitkit.data.transforms import resolve_augment
+
+log = logging.getLogger(__name__)
+
+
+class VisionDataModule(L.LightningDataModule):
+    """Train / val / test / predict loaders for one dataset and one task; predict uses the test split."""
+
+    def __init__(
+        self,
+        dataset: str = "digits",
+        root: str | None = None,
+        task: Literal["classification"] = "classification",
+        image_size: int | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        augment: Literal["auto", "none", "cifar", "imagenet", "digits"] = "auto",
+        val_split: float = 0.1,
+        seed: int = 0,
+        download: bool = False,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        fake_samples: int = 512,
+        fake_classes: int = 10,
+        fake_channels: int = 3,
+    ) -> None:
+        """
+        Args:
+            dataset: registered dataset name: digits (scikit-learn's 8×8 digits, no download), cifar10, cifar100
+                (torchvision's files under root), imagefolder (root/train/<class>/*, root/val/<class>/* or
+                root/test/<class>/*), fake (random images, for tests and benchmarks).
+            root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/).
+            task: what the batches are for; selects how samples become tensors.
+            image_size: side of the square images in batches; default: the dataset's native size (digits 8,
+                CIFAR 32, fake 32) or 224 for image folders.
+            batch_size: training batch size (per device).
+            eval_batch_size: validation/test/predict batch size; default batch_size.
+            num_workers: DataLoader worker processes; default min(4, CPU count), or 0 for digits and fake.
+            augment: training augmentation preset: auto (the dataset's own), none, cifar (pad + random crop + flip),
+                imagenet (random-resized crop + flip), digits (small shift/scale/rotation, no flip).
+            val_split: fraction of the training data held out (stratified, seeded) when there is no val folder.
+            seed: seeds the validation hold-out, the shuffling and the augmentation.
+            download: fetch cifar10/cifar100 into root when missing (needs internet).
+            pin_memory: pin batches in page-locked memory; default: when CUDA is available.
+            persistent_workers: keep worker processes alive between epochs (when num_workers > 0).
+            fake_samples: fake dataset: number of training + validation images.
+            fake_classes: fake dataset: number of classes.
+            fake_channels: fake dataset: image channels.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        _check_positive(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        if not 0.0 < val_split < 1.0:
+            raise DataError(f"val_split={val_split} must lie strictly between 0 and 1 (e.g. 0.1 holds out 10%)")
+        if num_workers is not None and num_workers < 0:
+            raise DataError(f"num_workers={num_workers} must be 0 (load in the main process) or more")
+        self.dataset_name = dataset
+        self.spec = get_dataset(dataset)
+        format_cls = get_task_format(task)
+        missing = format_cls.requires - self.spec.sample_keys
+        if missing:
+            raise DataError(f"dataset {dataset!r} cannot serve task {task!r}: its samples lack {sorted(missing)}")
+        self.options = DataOptions(Path(root).expanduser() if root else None, image_size, val_split, seed, download,
+                                   fake_samples, fake_classes, fake_channels)
+        self.info = self.spec.describe(self.options)
+        self.task_format = format_cls(self.info)
+        self.augment = resolve_augment(augment, self.info.augment)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        default_workers = min(4, os.cpu_count() or 1) if self.info.use_workers else 0
+        self.num_workers = default_workers if num_workers is None else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = persistent_workers
+        self.seed = seed
+        # one generator for the module's life: each epoch (and each new train loader) continues its sequence
+        self._generator = torch.Generator().manual_seed(seed)
+        self._datasets: dict[str, FormattedDataset] = {}
+
+    # -- what the task needs to know before any data is loaded -----------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.info.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.info.class_names)
+
+    @property
+    def in_chans(self) -> int:
+        return self.info.in_chans
+
+    @property
+    def image_size(self) -> int:
+        return self.options.image_size or self.info.default_image_size
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.info.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.info.std
+
+    # -- Lightning hooks ---------------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.spec.prepare is not None:
+            self.spec.prepare(self.options)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._datasets:
+            return
+        splits = self.spec.build(self.options, self.info)
+        train_tf, eval_tf = self.task_format.transforms(self.augment, self.image_size, self.seed)
+        for name, split, transform in (("train", splits.train, train_tf), ("val", splits.val, eval_tf),
+                                       ("test", splits.test, eval_tf)):
+            if len(split) == 0:
+                raise DataError(f"the {name} split of {self.dataset_name!r} is empty; add images (or a {name}/ "
+                                f"folder) or raise --data.val_split")
+            self._datasets[name] = FormattedDataset(split, transform, self.task_format)
+        log.info("%s: %d train / %d val / %d test samples, %d classes, %d×%d px, augment=%s", self.dataset_name,
+                 len(splits.train), len(splits.val), len(splits.test), self.num_classes, self.image_size,
+                 self.image_size, self.augment)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset_name, "class_names": self.class_names, "in_chans": self.in_chans,
+                "image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = list(state_dict.get("class_names", self.class_names))
+        if saved != self.class_names:
+            only_saved = sorted(set(saved) - set(self.class_names))
+            only_here = sorted(set(self.class_names) - set(saved))
+            raise DataError(f"the checkpoint was trained on classes {saved[:20]}{' ...' if len(saved) > 20 else ''} "
+                            f"but {self.dataset_name!r} has {self.class_names[:20]}"
+                            f"{' ...' if self.num_classes > 20 else ''} (only in checkpoint: {only_saved or 'none'}; "
+                            f"only in data: {only_here or 'none'}; else the order differs). Point --data.root at "
+                            f"data with the checkpoint's classes")
+
+    # -- loaders ----------------------------------------------------------------------------------------------------
+    def dataset(self, split: Literal["train", "val", "test"]) -> FormattedDataset:
+        """The formatted split (sets up on first use, so the module also works outside a Trainer)."""
+        if not self._datasets:
+            self.setup()
+        return self._datasets[split]
+
+    def _loader(self, split: Literal["train", "val", "test"], *, train: bool) -> DataLoader:
+        data = self.dataset(split)
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return DataLoader(
+            data,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train and len(data) > batch_size,  # equal-sized steps, unless that would leave none
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            collate_fn=self.task_format.collate,
+            worker_init_fn=functools.partial(_seed_worker, rank=self.trainer.global_rank if self.trainer else 0),
+            generator=self._generator if train else None,
+        )
+
+
+def _seed_worker(worker_id: int, rank: int = 0) -> None:
+    """Each worker gets its own seed (from the loader's, drawn from its generator, and the process rank):
+    albumentations' generator is part of the transform, so without this every forked worker, and every DDP rank,
+    would replay the same augmentations."""
+    info = get_worker_info()
+    seed = int(np.random.SeedSequence([info.seed, rank]).generate_state(1)[0])
+    np.random.seed(seed)
+    random.seed(seed)
+    if hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(seed)
+
+
+def _check_positive(**values: int | None) -> None:
+    for key, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise DataError(f"{key}={value!r} must be a positive integer")

@@ -1,0 +1,167 @@
+"""Image folders laid out as ImageNet is: ``root/train/<class>/*``, ``root/val/<class>/*`` and/or ``root/test/…``.
+
+Class names are the sorted folder names under ``train/``; label ``i`` is the ``i``-th name. Without ``val/`` a seeded,
+stratified ``val_split`` fraction of ``train/`` is held out; the test split is ``test/``, else ``val/``, else that
+held-out fraction. Every split must have the same class folders, and every class folder at least one image.
+
+Images are read with PIL into ``uint8 (H, W, 3)`` RGB: EXIF orientation applied, grayscale replicated to three
+channels, 16-bit images scaled to 8 bits, transparent images composited over white (the background a viewer shows).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from vitkit.data.datasets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataOptions,
+    DatasetInfo,
+    DatasetSplits,
+    register_dataset,
+    split_train_val,
+)
+from vitkit.data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+LAYOUT = ("root/train/<class>/<images>, plus root/val/<class>/<images> and/or root/test/<class>/<images> "
+          "(without val/, a --data.val_split fraction of train/ is held out)")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read one image file as RGB ``uint8 (H, W, 3)``; raises ``DataError`` naming the file if it cannot."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if "exif" in img.info or img.format in ("TIFF", "MPO"):  # skip the EXIF parse when there is none
+                img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read image {path}: {e}. Replace or delete this file") from e
+
+
+def _to_rgb(img) -> np.ndarray:
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return np.asarray(img)
+    if img.mode in _SIXTEEN_BIT_MODES:  # 16-bit grayscale: 0..65535 → 0..255
+        gray = np.asarray(img, dtype=np.float32) / 257.0
+        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)  # (H, W, 3)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.asarray(img.convert("RGB"))
+
+
+class ImageFileSource(Dataset):
+    """Image files with labels. Paths are kept in one numpy array, not a list of Python strings, so that forked
+    workers do not copy them page by page as reference counts change."""
+
+    def __init__(self, files: list[str], labels: list[int]) -> None:
+        self.files = np.array(files)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": read_image(str(self.files[index])), "label": int(self.labels[index])}
+
+
+def _check_root(root: Path | None) -> Path:
+    if root is None:
+        raise DataError(f"dataset 'imagefolder' needs --data.root PATH, a folder laid out as {LAYOUT}")
+    if not root.exists():
+        raise DataError(f"dataset root {root} does not exist; pass --data.root pointing at a folder laid out as "
+                        f"{LAYOUT}")
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a directory; pass --data.root pointing at a folder laid out as "
+                        f"{LAYOUT}")
+    entries = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    if not entries:
+        raise DataError(f"dataset root {root} is empty; expected {LAYOUT}")
+    if not (root / "train").is_dir():
+        raise DataError(f"no train/ folder in {root} (it holds: {', '.join(entries[:10])}"
+                        f"{', ...' if len(entries) > 10 else ''}); expected {LAYOUT}")
+    return root
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    names = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        loose = any(p.suffix.lower() in IMAGE_EXTENSIONS for p in split_dir.iterdir())
+        what = "holds images but no class sub-folders" if loose else "has no class folders"
+        raise DataError(f"{split_dir} {what}; put each class's images in {split_dir}/<class name>/ (layout: {LAYOUT})")
+    return names
+
+
+def _check_same_classes(train_dir: Path, train_classes: list[str], other_dir: Path) -> None:
+    other = _class_folders(other_dir)
+    if other != train_classes:
+        only_train = sorted(set(train_classes) - set(other))
+        only_other = sorted(set(other) - set(train_classes))
+        raise DataError(f"class folders differ between {train_dir} and {other_dir}: only in {train_dir.name}/: "
+                        f"{only_train or 'none'}; only in {other_dir.name}/: {only_other or 'none'}. Every split "
+                        f"needs the same class folders (class i is the i-th sorted folder name)")
+
+
+def _describe(options: DataOptions) -> DatasetInfo:
+    root = _check_root(options.root)
+    classes = _class_folders(root / "train")
+    for split in ("val", "test"):
+        if (root / split).is_dir():
+            _check_same_classes(root / "train", classes, root / split)
+    return DatasetInfo(tuple(classes), 3, options.image_size or 224, IMAGENET_MEAN, IMAGENET_STD, "imagenet",
+                       use_workers=True)
+
+
+def _list_images(split_dir: Path, classes: tuple[str, ...]) -> ImageFileSource:
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(
+            os.path.join(folder, f)
+            for folder, _, names in os.walk(split_dir / name, followlinks=True)
+            for f in names
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+        )
+        if not found:
+            raise DataError(f"class folder {split_dir / name} has no images (looked for files ending in "
+                            f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder from every split")
+        files += found
+        labels += [label] * len(found)
+    return ImageFileSource(files, labels)
+
+
+def _build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
+    root = options.root
+    train_source = _list_images(root / "train", info.class_names)
+    if (root / "val").is_dir():
+        train = Subset(train_source, range(len(train_source)))
+        val_source = _list_images(root / "val", info.class_names)
+        val = Subset(val_source, range(len(val_source)))
+    else:
+        train, val = split_train_val(train_source, train_source.labels, options)
+    if (root / "test").is_dir():
+        test_source = _list_images(root / "test", info.class_names)
+        test = Subset(test_source, range(len(test_source)))
+    else:
+        log.info("%s has no test/ folder: the test split is the validation split", root)
+        test = val
+    return DatasetSplits(train, val, test)
+
+
+register_dataset("imagefolder", describe=_describe, build=_build)

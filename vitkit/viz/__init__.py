@@ -1,0 +1,1 @@
+"""Figures: attention maps and rollout, sample grids, drawn detections, benchmark plots."""
