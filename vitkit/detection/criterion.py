@@ -80,8 +80,8 @@ class SetCriterion(nn.Module):
         logits = out["pred_logits"].float()  # (B, Q, K+1)
         batch_idx, pred_idx = _flat_indices(indices, logits.device)
         target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.long, device=logits.device)
-        matched_labels = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices, strict=True)]).to(logits.device)
-        target_classes[batch_idx, pred_idx] = matched_labels
+        matched = [t["labels"][j] for t, (_, j) in zip(targets, indices, strict=True)]
+        target_classes[batch_idx, pred_idx] = torch.cat(matched).to(logits.device)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             loss_ce = F.cross_entropy(logits.transpose(1, 2), target_classes, self.class_weight)  # over (B, Q)
             src = out["pred_boxes"].float()[batch_idx, pred_idx]  # (M, 4)

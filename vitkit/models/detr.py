@@ -174,7 +174,8 @@ class DETR(nn.Module):
         boxes = self.box_head(hs).sigmoid()  # (L, B, Q, 4)
         out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1]}
         if self.config.aux_loss:
-            out["aux_outputs"] = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1], strict=True)]
+            pairs = zip(logits[:-1], boxes[:-1], strict=True)
+            out["aux_outputs"] = [{"pred_logits": a, "pred_boxes": b} for a, b in pairs]
         return out
 
 

@@ -197,3 +197,25 @@ def test_autocast_forward_is_finite():
 
 def test_is_registered():
     assert isinstance(create_model("detr_test"), DETR)
+
+
+def test_query_attention_maps_back_to_pixels():
+    from vitkit.viz.attention_maps import attention_maps
+    from vitkit.viz.detr_attention import detr_cross_attention_maps, query_attention_to_pixels
+
+    # A query that attends only to grid cell (row 1, col 2) of a 2×3 grid lights up that 32×32 block of pixels.
+    weights = torch.zeros(1, 2, 1, 6)
+    weights[..., 1 * 3 + 2] = 1.0
+    maps = query_attention_to_pixels(weights, (2, 3), (64, 96))
+    assert maps.shape == (1, 1, 64, 96)
+    assert maps[0, 0, 40:56, 72:88].min() > 0.7 and maps[0, 0, :16, :48].max() == 0
+    row, col = divmod(int(maps[0, 0].argmax()), 96)
+    assert 32 <= row < 64 and 64 <= col < 96
+    with pytest.raises(ValueError, match="grid \\(2, 2\\) has 4 cells"):
+        query_attention_to_pixels(weights, (2, 2), (64, 96))
+    model = create_model("detr_test").eval()
+    images, mask = batch()
+    outputs, per_query = detr_cross_attention_maps(model, images, mask)
+    assert per_query.shape == (2, 8, 64, 96) and per_query.amax() <= 1.0
+    assert outputs["pred_logits"].shape == (2, 8, 6)
+    assert attention_maps(model, images).shape == (2, 64, 96)
