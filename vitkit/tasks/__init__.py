@@ -1,5 +1,6 @@
 """LightningModules, one per objective, with the network injected."""
 
 from vitkit.tasks.classification import ClassificationTask
+from vitkit.tasks.detection import DetectionTask
 
-__all__ = ["ClassificationTask"]
+__all__ = ["ClassificationTask", "DetectionTask"]
