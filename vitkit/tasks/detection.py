@@ -27,8 +27,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import Tensor, nn
 
-from vitkit.detection import HungarianMatcher, SetCriterion, postprocess, to_coco_results
-from vitkit.detection import coco_eval
+from vitkit.detection import HungarianMatcher, SetCriterion, coco_eval, postprocess, to_coco_results
 from vitkit.models import create_model
 from vitkit.tasks.checkpoints import record_task
 from vitkit.tasks.optim import param_groups
