@@ -16,6 +16,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {  # name → module under vitkit.commands
     "models": "models",
     "attention": "attention",
+    "detect": "detect",
 }
 
 

@@ -148,3 +148,34 @@ def test_fine_tuning_reinitialises_the_class_head_only(tmp_path):
 def test_inconsistent_class_description_is_rejected():
     with pytest.raises(ValueError, match="num_classes=3, 2 category ids and 2 class names disagree"):
         DetectionTask("detr_test", num_classes=3, class_names=["a", "b"], category_ids=[1, 2])
+
+
+def test_detect_command_draws_images_and_writes_coco_results(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vitkit.cli import main
+
+    task = make_task()
+    trainer = Trainer(max_steps=1, default_root_dir=tmp_path, accelerator="cpu", enable_progress_bar=False,
+                      logger=False, enable_checkpointing=False, limit_val_batches=0)
+    trainer.fit(task, train_dataloaders=loader(3))
+    trainer.save_checkpoint(tmp_path / "detr.ckpt")
+    rgb = (np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray((np.arange(60 * 40).reshape(60, 40) * 20).astype(np.uint16)).save(tmp_path / "b.png")  # 16-bit
+    out = tmp_path / "out"
+    args = ["detect", "--ckpt", str(tmp_path / "detr.ckpt"), str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+            "--out", str(out), "--threshold", "0.0", "--device", "cpu"]
+    assert main(args) == 0
+    assert Image.open(out / "a.png").size == (80, 48) and Image.open(out / "b.png").size == (40, 60)
+    results = json.loads((out / "detections.json").read_text())
+    images = {i["id"]: i for i in json.loads((out / "images.json").read_text())}
+    assert len(results) == 2 * 8  # threshold 0: every query of both images
+    for r in results:
+        x, y, w, h = r["bbox"]
+        size = images[r["image_id"]]
+        assert r["category_id"] in CATEGORY_IDS and 0 <= r["score"] <= 1
+        assert -1e-3 <= x and x + w <= size["width"] + 1e-3 and -1e-3 <= y and y + h <= size["height"] + 1e-3
+    with pytest.raises(SystemExit, match="not found"):
+        main(["detect", "--ckpt", str(tmp_path / "detr.ckpt"), str(tmp_path / "nope.png"), "--out", str(out)])
