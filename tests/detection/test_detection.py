@@ -151,6 +151,7 @@ def test_postprocess_maps_to_original_sizes_and_category_ids():
     sizes = [(100, 200), (50, 50)]  # (height, width)
     res = postprocess(outputs, sizes, label_to_category=[1, 3, 7], threshold=0.3)
     assert res[0]["labels"].tolist() == [7, 1] and res[0]["scores"][0] > res[0]["scores"][1]
+    assert res[0]["queries"].tolist() == [0, 1]  # which object query produced each detection
     torch.testing.assert_close(res[0]["boxes"][0], torch.tensor([80.0, 30.0, 120.0, 70.0]))
     assert len(res[1]["scores"]) == 0
     xywh = postprocess(outputs, torch.tensor(sizes), box_format="xywh", label_to_category=[1, 3, 7])

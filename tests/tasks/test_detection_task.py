@@ -166,9 +166,10 @@ def test_detect_command_draws_images_and_writes_coco_results(tmp_path):
     Image.fromarray((np.arange(60 * 40).reshape(60, 40) * 20).astype(np.uint16)).save(tmp_path / "b.png")  # 16-bit
     out = tmp_path / "out"
     args = ["detect", "--ckpt", str(tmp_path / "detr.ckpt"), str(tmp_path / "a.png"), str(tmp_path / "b.png"),
-            "--out", str(out), "--threshold", "0.0", "--device", "cpu"]
+            "--out", str(out), "--threshold", "0.0", "--device", "cpu", "--attention", "2"]
     assert main(args) == 0
     assert Image.open(out / "a.png").size == (80, 48) and Image.open(out / "b.png").size == (40, 60)
+    assert (out / "a_attention.png").is_file() and (out / "b_attention.png").is_file()
     results = json.loads((out / "detections.json").read_text())
     images = {i["id"]: i for i in json.loads((out / "images.json").read_text())}
     assert len(results) == 2 * 8  # threshold 0: every query of both images

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "results) and images.json (the image ids)")
     parser.add_argument("--threshold", type=float, default=0.7, help="keep detections scoring above this")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--attention", type=int, default=0, metavar="K",
+                        help="also write <image>_attention.png: the last decoder layer's cross-attention of the K "
+                             "most confident detections")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,14 +29,16 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise SystemExit(f"image file(s) not found: {', '.join(missing)}")
-    out = detect_files(args.ckpt, args.images, args.out, threshold=args.threshold, device=args.device)
+    out = detect_files(args.ckpt, args.images, args.out, threshold=args.threshold, device=args.device,
+                       attention=args.attention)
     print(f"{out['detections']} detections in {len(args.images)} images written to {out['folder']}")
     return 0
 
 
 def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, threshold: float = 0.7,
-                 device: str | None = None) -> dict:
-    """Run the checkpoint's detector on ``files``; write drawings and JSON under ``out``; returns a summary."""
+                 device: str | None = None, attention: int = 0) -> dict:
+    """Run the checkpoint's detector on ``files``; write drawings and JSON under ``out`` (and the cross-attention
+    figures of the ``attention`` best detections per image); returns a summary."""
     import torch
 
     from vitkit.data.imagefolder import read_image
@@ -41,6 +46,7 @@ def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, thresho
     from vitkit.tasks import DetectionTask
     from vitkit.tasks.checkpoints import load_task
     from vitkit.viz.detections import draw_detections
+    from vitkit.viz.detr_attention import detr_cross_attention_maps
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     task = load_task(ckpt, expected=DetectionTask).to(device)
@@ -49,20 +55,33 @@ def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, thresho
     results, images, stems = [], [], set()
     for image_id, path in enumerate(files, start=1):
         rgb = read_image(path)  # (H, W, 3) uint8
-        with torch.no_grad():
-            outputs = task(preprocess(rgb, task.preprocessing).to(device))
+        x = preprocess(rgb, task.preprocessing).to(device)
+        outputs, maps = detr_cross_attention_maps(task.model, x)  # maps (1, Q, h, w) at the model's input size
         det = task.detections(outputs, torch.tensor([rgb.shape[:2]]), threshold=threshold)[0]
         labels = [task.category_ids.index(c) for c in det["labels"].tolist()]
         drawing = draw_detections(rgb, det["boxes"].tolist(), [task.class_names[i] for i in labels],
                                   det["scores"].tolist(), class_ids=labels)
         stem = _unique_stem(Path(path).stem, stems)
         drawing.save(folder / f"{stem}.png")
+        if attention > 0 and len(det["queries"]):
+            _attention_figure(rgb, maps[0], det, task.class_names, labels, attention, folder / f"{stem}_attention.png")
         xywh = task.detections(outputs, torch.tensor([rgb.shape[:2]]), box_format="xywh", threshold=threshold)
         results += to_coco_results(xywh, [image_id])
         images.append({"id": image_id, "file_name": str(path), "height": rgb.shape[0], "width": rgb.shape[1]})
     (folder / "detections.json").write_text(json.dumps(results))
     (folder / "images.json").write_text(json.dumps(images, indent=1))
     return {"folder": folder, "detections": len(results)}
+
+
+def _attention_figure(rgb, maps, det, class_names, labels, k, path) -> None:
+    import torch.nn.functional as F
+
+    from vitkit.viz.detr_attention import query_attention_figure
+
+    queries = det["queries"][:k]
+    maps = F.interpolate(maps[queries.to(maps.device)][:, None], size=rgb.shape[:2], mode="bilinear")[:, 0]
+    titles = [f"{class_names[labels[i]]} {det['scores'][i]:.2f} (query {int(q)})" for i, q in enumerate(queries)]
+    query_attention_figure(rgb, maps.clamp(0, 1), det["boxes"][:k].tolist(), titles, path)
 
 
 def preprocess(rgb, preprocessing: dict):
@@ -75,7 +94,7 @@ def preprocess(rgb, preprocessing: dict):
     size, max_size = preprocessing["image_size"], preprocessing.get("max_size") or 10**9
     scale = min(size / min(H, W), max_size / max(H, W))
     h, w = max(1, round(H * scale)), max(1, round(W * scale))
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
     x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
     if len(preprocessing["mean"]) == 1:  # trained on grey images
         x = x.mean(dim=1, keepdim=True)  # (1, 1, h, w)

@@ -33,8 +33,8 @@ def postprocess(
         label_to_category: ``label_to_category[i]`` is the category id of contiguous label ``i``; identity if None.
         threshold: keep only detections with score above it.
 
-    Returns one dict per image: ``scores`` ``(n,)``, ``labels`` ``(n,)`` (category ids), ``boxes`` ``(n, 4)``,
-    sorted by decreasing score.
+    Returns one dict per image: ``scores`` ``(n,)``, ``labels`` ``(n,)`` (category ids), ``boxes`` ``(n, 4)`` and
+    ``queries`` ``(n,)`` (the index of the object query behind each detection), sorted by decreasing score.
     """
     logits, pred_boxes = outputs["pred_logits"].float(), outputs["pred_boxes"].float()
     sizes = torch.as_tensor(orig_sizes, dtype=torch.float32, device=logits.device).reshape(-1, 2)  # (B, 2)
@@ -53,9 +53,9 @@ def postprocess(
         labels = mapping[labels]
     results = []
     for s, lab, b in zip(scores, labels, boxes, strict=True):
-        keep = s > threshold
-        order = s[keep].argsort(descending=True)
-        results.append({"scores": s[keep][order], "labels": lab[keep][order], "boxes": b[keep][order]})
+        queries = torch.nonzero(s > threshold).flatten()
+        queries = queries[s[queries].argsort(descending=True)]  # (n,)
+        results.append({"scores": s[queries], "labels": lab[queries], "boxes": b[queries], "queries": queries})
     return results
 
 

@@ -8,6 +8,10 @@ a ``stride × stride`` block of pixels (32 for a ResNet), which bilinear upsampl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -57,3 +61,44 @@ def detr_top_query_maps(model: nn.Module, images: Tensor, pixel_mask: Tensor | N
     scores = outputs["pred_logits"].float().softmax(-1)[..., :-1].amax(-1)  # (B, Q), no-object excluded
     best = scores.argmax(dim=1)  # (B,)
     return maps[torch.arange(len(best)), best]
+
+
+def query_attention_figure(
+    image: np.ndarray,
+    maps: Tensor,
+    boxes: Sequence[Sequence[float]],
+    titles: Sequence[str],
+    out: str | Path,
+) -> Path:
+    """Save the image with the selected queries' boxes, then one panel per query: its cross-attention map over
+    the image with its box (as in Carion et al. 2020, Fig. 6).
+
+    ``image`` ``uint8 (H, W, 3)``; ``maps`` ``(k, H, W)`` in [0, 1]; ``boxes`` ``k`` xyxy pixel boxes; ``titles``
+    one per query (e.g. "dog 0.97").
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    k = len(boxes)
+    fig, axes = plt.subplots(1, k + 1, figsize=(3 * (k + 1), 3.2), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes[0, 0].imshow(image)
+    axes[0, 0].set_title("detections", fontsize=9)
+    for i, (box, title) in enumerate(zip(boxes, titles, strict=True)):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        colour = plt.cm.tab10(i % 10)
+        for ax in (axes[0, 0], axes[0, i + 1]):
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color=colour, linewidth=1.5))
+        axes[0, i + 1].imshow(image)
+        axes[0, i + 1].imshow(maps[i].cpu().numpy(), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
+        axes[0, i + 1].set_title(title, fontsize=9, color=colour)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
