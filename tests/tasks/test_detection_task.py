@@ -177,6 +177,6 @@ def test_detect_command_draws_images_and_writes_coco_results(tmp_path):
         x, y, w, h = r["bbox"]
         size = images[r["image_id"]]
         assert r["category_id"] in CATEGORY_IDS and 0 <= r["score"] <= 1
-        assert -1e-3 <= x and x + w <= size["width"] + 1e-3 and -1e-3 <= y and y + h <= size["height"] + 1e-3
+        assert x >= -1e-3 and x + w <= size["width"] + 1e-3 and y >= -1e-3 and y + h <= size["height"] + 1e-3
     with pytest.raises(SystemExit, match="not found"):
         main(["detect", "--ckpt", str(tmp_path / "detr.ckpt"), str(tmp_path / "nope.png"), "--out", str(out)])
