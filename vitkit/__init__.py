@@ -1,10 +1,10 @@
 """vitkit: vision Transformers on one attention core, trained through one Lightning datamodule."""
 
-from vitkit.models import VisionTransformer, ViTConfig, create_model, list_models
+from vitkit.models import DETR, DETRConfig, VisionTransformer, ViTConfig, create_model, list_models
 
 __version__ = "0.1.0"
 
-__all__ = ["VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models"]
+__all__ = ["DETR", "DETRConfig", "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models"]
 
 
 def __getattr__(name: str):
