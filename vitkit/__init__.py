@@ -1,10 +1,23 @@
 """vitkit: vision Transformers on one attention core, trained through one Lightning datamodule."""
 
-from vitkit.models import DETR, DETRConfig, VisionTransformer, ViTConfig, create_model, list_models
+from vitkit.models import (
+    DETR,
+    CvT,
+    CvTConfig,
+    CvTStageConfig,
+    DETRConfig,
+    VisionTransformer,
+    ViTConfig,
+    create_model,
+    list_models,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["DETR", "DETRConfig", "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models"]
+__all__ = [
+    "DETR", "CvT", "CvTConfig", "CvTStageConfig", "DETRConfig", "VisionDataModule", "VisionTransformer", "ViTConfig",
+    "create_model", "list_models",
+]
 
 
 def __getattr__(name: str):

@@ -12,16 +12,30 @@ import argparse
 import importlib
 import sys
 
+from vitkit.errors import find_user_error
+
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {  # name → module under vitkit.commands
     "models": "models",
     "attention": "attention",
     "detect": "detect",
+    "bench": "bench",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _dispatch(argv)
+    except Exception as e:  # bad input anywhere (often wrapped by jsonargparse/Lightning): message, no traceback
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        print(f"vitkit: error: {user_error}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(f"vitkit.commands.{COMMANDS[argv[0]]}")
         parser = argparse.ArgumentParser(prog=f"vitkit {argv[0]}", description=module.__doc__)

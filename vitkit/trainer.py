@@ -9,6 +9,7 @@ the datamodule is built. Every run writes under ``runs/<name>/version_<n>/``: ``
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from lightning.pytorch import LightningModule
@@ -53,7 +54,7 @@ def run_lightning_cli(args: list[str], *, run: bool = True) -> VitkitCLI:
         LightningModule,
         VisionDataModule,
         subclass_mode_model=True,
-        args=args,
+        args=None if args == sys.argv[1:] else args,  # Lightning warns when given both
         run=run,
         trainer_defaults={"default_root_dir": "runs"},
         save_config_kwargs={"overwrite": True},

@@ -2,7 +2,9 @@
 
 The count runs on the reference attention path, so the ``Q Kᵀ`` and ``weights · V`` matmuls are ordinary matmuls
 that the counter sees (some FLOP counters skip fused attention kernels, which understates Transformers against
-convolutional hybrids). Following the papers (ViT, CvT, DETR), one multiply-add counts as one FLOP: the counter's
+convolutional hybrids). Models from elsewhere (timm) that call the fused kernel are counted too: PyTorch's counter
+knows the CUDA kernels but not the CPU one (``_scaled_dot_product_flash_attention_for_cpu``), which is given the
+same formula here. Following the papers (ViT, CvT, DETR), one multiply-add counts as one FLOP: the counter's
 total, which counts two per multiply-add, is halved.
 """
 
@@ -10,9 +12,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from vitkit.layers import Attention
+
+
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_FUSED_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop}
 
 
 @torch.no_grad()
@@ -27,7 +36,7 @@ def count_gflops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
         for m in attentions:
             m.fused = False
         model.eval()
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=_FUSED_CPU_ATTENTION) as counter:
             model(x)
     finally:
         for m, fused in zip(attentions, saved, strict=True):

@@ -31,7 +31,7 @@ def write_attention_figure(ckpt: str | Path, out: str | Path, *, dataset: str | 
     from vitkit.data import VisionDataModule
     from vitkit.tasks import ClassificationTask
     from vitkit.tasks.checkpoints import load_task
-    from vitkit.viz.attention_maps import attention_maps
+    from vitkit.viz.attention_maps import attention_maps, attention_method
     from vitkit.viz.figures import attention_grid
 
     if num <= 0:
@@ -58,4 +58,4 @@ def write_attention_figure(ckpt: str | Path, out: str | Path, *, dataset: str | 
     acc = sum(correct) / len(correct)
     return attention_grid(shown.numpy(), maps.numpy(), titles, correct, out, columns=columns,
                           suptitle=f"{Path(ckpt).name}: {sum(correct)}/{len(correct)} correct ({acc:.0%}) — "
-                                   f"attention rollout")
+                                   f"{attention_method(task.model)}")

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, get_worker_info
 from vitkit.data.datasets import DataOptions, get_dataset
 from vitkit.data.errors import DataError
 from vitkit.data.formats import FormattedDataset, get_task_format
-from vitkit.data.transforms import resolve_augment
+from vitkit.data.transforms import check_recipe_augment, resolve_augment
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class VisionDataModule(L.LightningDataModule):
         fake_samples: int = 512,
         fake_classes: int = 10,
         fake_channels: int = 3,
+        rand_augment: str | None = None,
+        random_erasing: float = 0.0,
     ) -> None:
         """
         Args:
@@ -80,6 +82,10 @@ class VisionDataModule(L.LightningDataModule):
             fake_samples: fake dataset: number of training + validation images.
             fake_classes: fake dataset: number of classes.
             fake_channels: fake dataset: image channels.
+            rand_augment: training recipe: timm RandAugment string after the preset's geometry, e.g.
+                ``rand-m9-mstd0.5-inc1`` (DeiT's); default off. Classification only.
+            random_erasing: training recipe: probability of erasing a random rectangle (random pixels), last;
+                timm/DeiT use 0.25; default 0 (off). Classification only.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -99,6 +105,10 @@ class VisionDataModule(L.LightningDataModule):
         self.info = self.spec.describe(self.options)
         self.task_format = format_cls(self.info)
         self.augment = resolve_augment(augment, self.info.augment)
+        check_recipe_augment(rand_augment, random_erasing)
+        if (rand_augment or random_erasing) and task != "classification":
+            raise DataError(f"rand_augment / random_erasing apply to classification, not to task={task!r}")
+        self.recipe_augment = {"rand_augment": rand_augment, "random_erasing": random_erasing}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         default_workers = min(4, os.cpu_count() or 1) if self.info.use_workers else 0
         self.num_workers = default_workers if num_workers is None else num_workers
@@ -143,7 +153,8 @@ class VisionDataModule(L.LightningDataModule):
         if self._datasets:
             return
         splits = self.spec.build(self.options, self.info)
-        train_tf, eval_tf = self.task_format.transforms(self.augment, self.image_size, self.seed)
+        train_tf, eval_tf = self.task_format.transforms(self.augment, self.image_size, self.seed,
+                                                        **self.recipe_augment)
         for name, split, transform in (("train", splits.train, train_tf), ("val", splits.val, eval_tf),
                                        ("test", splits.test, eval_tf)):
             if len(split) == 0:

@@ -4,5 +4,8 @@ Every message names the path or value at fault and says how to fix it, so the CL
 """
 
 
-class DataError(ValueError):
+from vitkit.errors import VitkitError
+
+
+class DataError(VitkitError, ValueError):
     """A dataset, folder, file or data option that vitkit cannot use; the message says why and what to do."""

@@ -37,9 +37,10 @@ class TaskFormat:
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info
 
-    def transforms(self, augment: str, image_size: int, seed: int):
-        """``(train, eval)`` callables ``transform(image=...) -> {"image": ...}`` (albumentations pipelines)."""
-        return build_transforms(augment, self.info.augment, image_size, seed=seed)
+    def transforms(self, augment: str, image_size: int, seed: int, **recipe):
+        """``(train, eval)`` callables ``transform(image=...) -> {"image": ...}`` (albumentations pipelines);
+        ``recipe``: ``rand_augment`` / ``random_erasing`` of ``build_transforms``."""
+        return build_transforms(augment, self.info.augment, image_size, seed=seed, mean=self.info.mean, **recipe)
 
     def format(self, sample: dict, transform) -> dict[str, Tensor]:
         raise NotImplementedError

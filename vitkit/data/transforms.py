@@ -19,6 +19,12 @@ random-resized crops see objects larger than the full frame does, so ImageNet ev
 affine training see the whole frame, so their evaluation does too. ``none`` takes the dataset's default preset's
 evaluation (``imagenet``'s for image folders, a plain resize for the fixed-size sets).
 
+Two switches from the training recipe (timm's, DeiT's), off by default, follow the training preset's geometry:
+``rand_augment`` (a timm config string such as ``"rand-m9-mstd0.5-inc1"``: timm's RandAugment, the reference op set
+and magnitude schedule, which albumentations does not provide; it runs on a PIL view of the uint8 image) and
+``random_erasing`` (probability of erasing one rectangle, Zhong et al. 2020, with per-pixel random fill: timm's
+"pixel" mode, done by albumentations' ``Erasing`` in the same uint8 pipeline, last as in timm).
+
 Each training pipeline carries its own random generator (albumentations ignores global seeds): it is seeded from
 ``seed`` here, and re-seeded per DataLoader worker by the datamodule so workers do not repeat each other.
 """
@@ -26,6 +32,8 @@ Each training pipeline carries its own random generator (albumentations ignores 
 from __future__ import annotations
 
 from typing import Literal
+
+from albumentations import ImageOnlyTransform
 
 AugmentPreset = Literal["none", "cifar", "imagenet", "digits"]
 PRESETS: tuple[str, ...] = ("none", "cifar", "imagenet", "digits")
@@ -43,14 +51,67 @@ def resolve_augment(augment: str, dataset_default: str) -> str:
     return augment
 
 
-def build_transforms(augment: str, dataset_default: str, image_size: int, *, seed: int | None = None):
-    """``(train, eval)`` albumentations pipelines, called as ``transform(image=uint8 (H, W, C))["image"]``."""
+def build_transforms(augment: str, dataset_default: str, image_size: int, *, seed: int | None = None,
+                     rand_augment: str | None = None, random_erasing: float = 0.0,
+                     mean: tuple[float, ...] = (0.5,)):
+    """``(train, eval)`` albumentations pipelines, called as ``transform(image=uint8 (H, W, C))["image"]``.
+
+    ``rand_augment`` / ``random_erasing`` add the recipe's RandAugment / random erasing to the training pipeline;
+    ``mean`` (dataset mean in [0, 1]) fills what RandAugment's geometric ops uncover.
+    """
     import albumentations as A
 
     preset = resolve_augment(augment, dataset_default)
     eval_preset = dataset_default if preset == "none" else preset
     train_ops = _eval_ops(eval_preset, image_size) if preset == "none" else _train_ops(preset, image_size)
+    if rand_augment:
+        train_ops.append(TimmRandAugment(rand_augment, image_size, mean))
+    if random_erasing > 0:
+        train_ops.append(A.Erasing(fill="random", p=random_erasing))
     return A.Compose(train_ops, seed=seed), A.Compose(_eval_ops(eval_preset, image_size))
+
+
+def check_recipe_augment(rand_augment: str | None, random_erasing: float) -> None:
+    """Clear errors for a bad RandAugment string or erasing probability (before any data is loaded)."""
+    from vitkit.data.errors import DataError
+
+    if not 0.0 <= random_erasing <= 1.0:
+        raise DataError(f"random_erasing={random_erasing} is a probability: use a value in [0, 1] (timm: 0.25)")
+    if rand_augment:
+        from timm.data.auto_augment import rand_augment_transform
+
+        try:
+            rand_augment_transform(rand_augment, {})
+        except (AssertionError, ValueError, KeyError, IndexError) as e:
+            raise DataError(f"rand_augment={rand_augment!r} is not a timm RandAugment string (e.g. "
+                            f"'rand-m9-mstd0.5-inc1': magnitude 9, magnitude std 0.5, increasing ops): {e}") from e
+
+
+class TimmRandAugment(ImageOnlyTransform):
+    """timm's RandAugment as an albumentations step on ``uint8 (H, W, C)`` images (C = 1 or 3).
+
+    Its randomness comes from Python's and numpy's global generators, which the datamodule seeds per worker.
+    """
+
+    def __init__(self, config: str, image_size: int, mean: tuple[float, ...], p: float = 1.0) -> None:
+        from timm.data.auto_augment import rand_augment_transform
+
+        super().__init__(p=p)
+        fill = tuple(round(255 * m) for m in mean)
+        hparams = {"translate_const": int(image_size * 0.45), "img_mean": fill[0] if len(fill) == 1 else fill}
+        self.config = config
+        self.augment = rand_augment_transform(config, hparams)
+
+    def apply(self, img, **params):
+        import numpy as np
+        from PIL import Image
+
+        grey = img.shape[-1] == 1
+        out = np.asarray(self.augment(Image.fromarray(img[..., 0] if grey else img)))
+        return out[..., None] if grey else out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("config",)
 
 
 def _train_ops(preset: str, s: int) -> list:

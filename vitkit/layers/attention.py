@@ -71,6 +71,8 @@ class Attention(nn.Module):
         attn_drop: dropout on the attention weights (training only).
         proj_drop: dropout after the output projection.
         fused: use ``scaled_dot_product_attention``; ``False`` selects the reference path.
+        scale: multiplier of the scores ``Q Kᵀ``; default ``head_dim ** -0.5``. (The official CvT scales by
+            ``dim ** -0.5``; its checkpoints need that.)
     """
 
     def __init__(
@@ -82,13 +84,14 @@ class Attention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         fused: bool = True,
+        scale: float | None = None,
     ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
+        self.scale = self.head_dim**-0.5 if scale is None else scale
         self.fused = fused
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.attn_drop = attn_drop
@@ -155,7 +158,7 @@ class Attention(nn.Module):
 
     def _fused(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
         p = self.attn_drop if self.training else 0.0
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal, scale=self.scale)
         if mask is not None:
             x = x.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)  # fully masked rows: zeros, not NaN
         return x

@@ -14,10 +14,15 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from vitkit.layers.attention import Attention, KVCache
+from vitkit.layers.recompute import act_linear
 
 
 class Mlp(nn.Module):
-    """Two-layer feed-forward network ``fc2(drop(act(fc1(x))))``."""
+    """Two-layer feed-forward network ``fc2(drop(act(fc1(x))))``.
+
+    ``recompute_act`` saves training memory: the activation is recomputed in the backward pass instead of stored
+    (same gradients; see ``layers.recompute``).
+    """
 
     def __init__(
         self,
@@ -28,8 +33,10 @@ class Mlp(nn.Module):
         act_layer: Callable[[], nn.Module] = nn.GELU,
         drop: float = 0.0,
         bias: bool = True,
+        recompute_act: bool = False,
     ) -> None:
         super().__init__()
+        self.recompute_act = recompute_act  # keep only fc1's output for backward (see layers.recompute)
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
@@ -39,7 +46,10 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+        x = self.fc1(x)
+        if self.recompute_act and not (self.training and self.drop1.p > 0):  # a dropout mask would need keeping
+            return self.drop2(act_linear(x, self.act, self.fc2))
+        return self.drop2(self.fc2(self.drop1(self.act(x))))
 
 
 class DropPath(nn.Module):

@@ -15,6 +15,8 @@ from typing import Any
 
 from torch import nn
 
+from vitkit.errors import UnknownModelError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -47,12 +49,12 @@ def is_model(name: str) -> bool:
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``; an unknown name raises ``KeyError`` with the nearest names."""
+    """The preset called ``name``; an unknown name raises ``UnknownModelError`` (a ``KeyError``) with near names."""
     _ensure_families_loaded()
     if name not in _PRESETS:
         near = difflib.get_close_matches(name, list(_PRESETS), n=4, cutoff=0.5)
         hint = f" Did you mean {', '.join(near)}?" if near else ""
-        raise KeyError(f"unknown model {name!r}.{hint} `vitkit models` lists all {len(_PRESETS)} presets.")
+        raise UnknownModelError(f"unknown model {name!r}.{hint} `vitkit models` lists all {len(_PRESETS)} presets.")
     return _PRESETS[name]
 
 

@@ -157,9 +157,9 @@ PRESETS = {
     "vit_small_patch4_32": ViTConfig(
         img_size=32, patch_size=4, num_classes=10, dim=384, depth=7, num_heads=12, mlp_ratio=1.0, drop_path_rate=0.1
     ),
-    # scikit-learn digits: 8×8 grey images, one token per pixel.
+    # scikit-learn digits: 8×8 grey images in 2×2 patches (16 tokens).
     "vit_digits": ViTConfig(
-        img_size=8, patch_size=1, in_chans=1, num_classes=10, dim=64, depth=4, num_heads=4, mlp_ratio=2.0,
+        img_size=8, patch_size=2, in_chans=1, num_classes=10, dim=64, depth=4, num_heads=4, mlp_ratio=2.0,
         global_pool="avg", class_token=False, pos_embed="sincos",
     ),
     # For tests: two narrow blocks.
@@ -173,6 +173,6 @@ register_presets(VisionTransformer, PRESETS, {
     "vit_large_patch16_224": "ViT-L/16 (Dosovitskiy et al. 2020)",
     "vit_tiny_patch4_32": "ViT-Ti at 32×32, patch 4 (CIFAR)",
     "vit_small_patch4_32": "6.3M-parameter ViT for CIFAR from scratch",
-    "vit_digits": "pixel-token ViT for 8×8 digits",
+    "vit_digits": "ViT for 8×8 digits, 2×2 patches",
     "vit_test": "tiny, for tests",
 })

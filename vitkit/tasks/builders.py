@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from vitkit.errors import UnknownModelError
 from vitkit.models import create_model, get_preset, is_model, list_models
 
 
@@ -39,7 +40,7 @@ def _timm_classifier(name, num_classes, in_chans, img_size, checkpoint, override
     if not timm.is_model(name):
         near = difflib.get_close_matches(name, list_models() + timm.list_models(), n=4, cutoff=0.6)
         hint = f" Did you mean {', '.join(near)}?" if near else ""
-        raise KeyError(f"unknown model {name!r}: neither a vitkit preset nor a timm model.{hint}")
+        raise UnknownModelError(f"unknown model {name!r}: neither a vitkit preset nor a timm model.{hint}")
     kwargs = {k: v for k, v in {"num_classes": num_classes, "in_chans": in_chans}.items() if v is not None}
     kwargs.update(overrides)
     if img_size is not None and "img_size" not in kwargs:

@@ -11,12 +11,23 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from vitkit.weights import CheckpointError, load_state_dict
+from vitkit.weights.io import load_pickle_safely
 
 TASK_KEY = "vitkit_task"
+
+
+def checkpoint_callbacks(monitor: str, *, mode: str, filename: str) -> list[ModelCheckpoint]:
+    """``checkpoints/best-….ckpt`` (best ``monitor`` so far) and ``checkpoints/last.ckpt`` (rewritten every epoch).
+
+    Two callbacks, because Lightning's ``save_last`` only refreshes ``last.ckpt`` when a monitored checkpoint is saved.
+    """
+    best = ModelCheckpoint(monitor=monitor, mode=mode, filename=filename, auto_insert_metric_name=False)
+    last = ModelCheckpoint(monitor=None, filename="last", save_top_k=1, enable_version_counter=False)
+    return [best, last]
 
 
 def record_task(task: LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -29,10 +40,7 @@ def load_task(path: str | Path, *, expected: type[LightningModule] | None = None
 
     ``expected`` (a task class) turns "this checkpoint holds another kind of task" into a clear error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    raw = torch.load(path, map_location="cpu", weights_only=True) if path.suffix == ".ckpt" else None
+    raw = load_pickle_safely(path)
     if not isinstance(raw, dict) or TASK_KEY not in raw:
         raise CheckpointError(f"{path} is not a vitkit training checkpoint (no {TASK_KEY!r} entry); pass the .ckpt "
                               f"written under the run's checkpoints/ folder")
@@ -42,7 +50,8 @@ def load_task(path: str | Path, *, expected: type[LightningModule] | None = None
     cls = getattr(importlib.import_module(module_name), qualname)
     if expected is not None and not issubclass(cls, expected):
         raise CheckpointError(f"{path} holds a {cls.__name__} checkpoint, but a {expected.__name__} is needed here")
-    task = cls(**dict(raw.get("hyper_parameters") or {}))
+    hparams = {k: v for k, v in (raw.get("hyper_parameters") or {}).items() if not k.startswith("_")}  # CLI's own
+    task = cls(**hparams)
     load_state_dict(task, raw["state_dict"], source=str(path))
     task.on_load_checkpoint(raw)
     return task.eval()

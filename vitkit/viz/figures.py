@@ -40,8 +40,7 @@ def attention_grid(
         ax_img.imshow(images[i], cmap="gray" if grey else None, vmin=0, vmax=1, interpolation="nearest")
         colour = "black" if correct is None else ("green" if correct[i] else "red")
         ax_img.set_title(titles[i], fontsize=8, color=colour)
-        ax_map.imshow(images[i], cmap="gray" if grey else None, vmin=0, vmax=1, interpolation="nearest")
-        ax_map.imshow(maps[i], cmap="inferno", alpha=0.6, vmin=0, vmax=1, interpolation="bilinear")
+        ax_map.imshow(maps[i], cmap="inferno", vmin=0, vmax=1, interpolation="bilinear")
         ax_map.set_title("attention", fontsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vitkit.errors import VitkitError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(VitkitError, ValueError):
     """A checkpoint file that cannot be read or does not fit the model."""
 
 
@@ -34,18 +36,28 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
+    state_dict, metadata = _unwrap(load_pickle_safely(path), path)
+    return Checkpoint(path, state_dict, metadata)
+
+
+def load_pickle_safely(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with errors that name the file and say what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        if "Unsupported operand" in detail or "invalid load key" in detail:
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle: {detail})") from e
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled objects other than tensors, and loading them could "
             f"run code. Re-save only the state dict (torch.save(model.state_dict(), ...)) or use .safetensors. "
-            f"({str(e).splitlines()[0]})"
+            f"({detail})"
         ) from e
-    except (RuntimeError, EOFError) as e:
+    except (RuntimeError, EOFError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
-    state_dict, metadata = _unwrap(obj, path)
-    return Checkpoint(path, state_dict, metadata)
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
