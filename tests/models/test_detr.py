@@ -150,6 +150,8 @@ def test_new_class_count_reinitialises_only_the_class_head(tmp_path):
     assert sorted(model.load_report.reinitialized) == ["class_head.bias", "class_head.weight"]
     assert torch.equal(model.box_head[0].weight, source.box_head[0].weight)
     assert model.class_head.out_features == 3
+    model.reset_classifier(7)
+    assert model.class_head.out_features == 8 and model(torch.randn(1, 3, 64, 64))["pred_logits"].shape[-1] == 8
 
 
 def test_frozen_backbone_and_learning_rates():
