@@ -9,7 +9,9 @@ the process's CPU time are reported: on a shared machine the CPU time is the ste
 
 Transformers 5 does not freeze any backbone parameter when the backbone is a timm model (its freezing rule looks for
 "resnet" in the backbone's model type, which is "timm_backbone"); the official code and vitkit freeze the stem and
-the first stage. For a like-for-like step the script freezes the same parameters in the HF model.
+the first stage. For a like-for-like step the script freezes the same parameters in the HF model. Likewise HF's
+default ``activation_dropout=0`` drops the official FFN dropout after the activation; it is set to the model's
+dropout here so both do the same dropout work (the paper's 0.1 everywhere, attention weights included).
 
     PYTHONPATH=. python scripts/bench_detr_vs_hf.py                      # detr_r50 shape, batch 2, 512×512
     PYTHONPATH=. python scripts/bench_detr_vs_hf.py --preset detr_small --repeats 3
@@ -38,7 +40,7 @@ def build_pair(preset: str, attn_drop: float):
         encoder_attention_heads=cfg.num_heads, decoder_attention_heads=cfg.num_heads,
         encoder_ffn_dim=int(cfg.dim * cfg.mlp_ratio), decoder_ffn_dim=int(cfg.dim * cfg.mlp_ratio),
         num_queries=cfg.num_queries, num_labels=cfg.num_classes, dropout=cfg.drop_rate,
-        attention_dropout=cfg.attn_drop_rate, auxiliary_loss=cfg.aux_loss,
+        activation_dropout=cfg.drop_rate, attention_dropout=cfg.attn_drop_rate, auxiliary_loss=cfg.aux_loss,
     )
     hf = DetrForObjectDetection(hf_cfg)
     with tempfile.TemporaryDirectory() as tmp:

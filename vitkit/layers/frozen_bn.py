@@ -63,6 +63,11 @@ class FrozenBatchNorm2d(nn.Module):
 class FoldedConv2d(nn.Conv2d):
     """A ``Conv2d`` followed by a ``FrozenBatchNorm2d`` it has absorbed: ``conv(x, W·s, b·s + t)``.
 
+    Scaling the weights costs a pass over them (and one more in the backward); the norm it replaces costs a pass
+    over the output. So the weights are scaled when the output has more positions than a filter has weights (the
+    large early feature maps), and the affine map is applied to the output otherwise (deep layers on small maps,
+    where the filters are the bigger tensors). Both compute the same thing.
+
     Shares the original convolution's parameters (same state-dict keys); the norm stays registered where it was
     (its buffers load as before) and is referenced here, not owned.
     """
@@ -74,9 +79,13 @@ class FoldedConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         scale, shift = self.norms[0].scale_shift()
-        weight = self.weight * scale.to(self.weight.dtype)[:, None, None, None]  # (Cout, Cin/g, kh, kw)
-        bias = shift if self.bias is None else self.bias * scale + shift
-        return self._conv_forward(x, weight, bias.to(weight.dtype))
+        positions = x.shape[0] * x.shape[-2] * x.shape[-1] // (self.stride[0] * self.stride[1])
+        if positions >= self.weight[0].numel():
+            weight = self.weight * scale.to(self.weight.dtype)[:, None, None, None]  # (Cout, Cin/g, kh, kw)
+            bias = shift if self.bias is None else self.bias * scale + shift
+            return self._conv_forward(x, weight, bias.to(weight.dtype))
+        y = self._conv_forward(x, self.weight, self.bias)
+        return torch.addcmul(shift.to(y.dtype)[:, None, None], y, scale.to(y.dtype)[:, None, None])
 
 
 def fold_frozen_batch_norm(module: nn.Module) -> int:
