@@ -106,6 +106,10 @@ def test_fit_evaluates_with_cocoeval_and_exports_results_json(tmp_path):
     assert rebuilt.preprocessing["image_size"] == 64
     batch = collate([Shapes(2)[1]])
     torch.testing.assert_close(rebuilt(batch["image"])["pred_boxes"], task.eval()(batch["image"])["pred_boxes"])
+    from vitkit.models import create_model  # the Lightning checkpoint also loads as plain DETR weights
+
+    model = create_model("detr_test", num_classes=3, checkpoint=tmp_path / "checkpoints" / "last.ckpt").eval()
+    torch.testing.assert_close(model(batch["image"])["pred_logits"], task(batch["image"])["pred_logits"])
 
 
 def test_optimiser_defaults_are_the_papers():
