@@ -19,7 +19,8 @@ dropout here so both do the same dropout work (the paper's 0.1 everywhere, atten
 Measured (2 shared AMD EPYC cores, torch 2.14.1, transformers 5.24.0; vitkit / HF throughput, median and paired):
 2 threads, --repeats 15: training step 1.13x / 1.15x (1.96 s vs 2.21 s), inference 1.44x / 1.44x (0.66 s vs 0.96 s);
 1 thread, --repeats 11: training step 1.11x / 1.12x (3.34 s vs 3.70 s), inference 1.23x / 1.22x. Where the gain
-comes from: frozen BatchNorm folded into the convolutions, channels-last backbone, fewer copies in attention.
+comes from: frozen BatchNorm folded into the convolutions, a channels-last backbone, and a lighter Transformer
+(queries and keys projected in one matmul; no per-layer finiteness check or additive mask tensors as in HF).
 On a machine whose cores other processes keep busy, use --threads 1: two OpenMP threads competing for two busy
 cores can run 10x slower, for both models, and then the ratios mean little.
 """
