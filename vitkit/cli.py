@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from vitkit.errors import find_user_error
@@ -20,11 +21,13 @@ COMMANDS = {  # name → module under vitkit.commands
     "attention": "attention",
     "detect": "detect",
     "bench": "bench",
+    "check-data": "check_data",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _show_vitkit_logs()
     try:
         return _dispatch(argv)
     except Exception as e:  # bad input anywhere (often wrapped by jsonargparse/Lightning): message, no traceback
@@ -48,6 +51,17 @@ def _dispatch(argv: list[str]) -> int:
 
     run_lightning_cli(argv)
     return 0
+
+
+def _show_vitkit_logs() -> None:
+    """Print vitkit's INFO messages (load reports, dataset summaries) on stderr, once, unless the caller set up
+    logging for the ``vitkit`` logger already."""
+    log = logging.getLogger("vitkit")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 def _print_usage() -> None:

@@ -2,8 +2,12 @@
 
 The task is chosen in the config by ``model.class_path``; the data is always ``VisionDataModule``. The data's
 ``num_classes``, ``class_names``, ``in_chans`` and ``image_size`` (as ``img_size``) are linked into the task once
-the datamodule is built. Every run writes under ``runs/<name>/version_<n>/``: ``checkpoints/`` (best and last),
-``metrics.csv``, TensorBoard events and the resolved ``config.yaml``.
+the datamodule is built. A task with a ``category_ids`` argument (detection: the annotation file's id of each label)
+left unset gets the data's after both are built — not through a link, which would hand the argument to tasks that do
+not take it when Lightning rebuilds a task from a checkpoint's hyper-parameters. A class count or category ids given
+for the task that disagree with the data are refused. Every run writes under
+``runs/<name>/version_<n>/``: ``checkpoints/`` (best and last), ``metrics.csv``, TensorBoard events and the resolved
+``config.yaml``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from vitkit.data import VisionDataModule
+from vitkit.data import DataError, VisionDataModule
 
 # datamodule attribute → task argument (the task's name differs where Lightning would see two hparams disagree:
 # the datamodule's `image_size` argument may be None while its resolved attribute is not)
@@ -32,6 +36,10 @@ class VitkitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        # the links overwrite a class count given for the task (config or checkpoint): remember it to refuse a
+        # disagreement with the data
+        init_args = config.model.get("init_args") if hasattr(config.model, "get") else None
+        self._given_classes = init_args.get("num_classes") if init_args is not None else None
         trainer = config.trainer
         if trainer.logger in (None, True):
             root = Path(trainer.default_root_dir or "runs")
@@ -41,6 +49,32 @@ class VitkitCLI(LightningCLI):
                  "init_args": {"save_dir": str(root), "name": config.run_name, "version": version}}
                 for cls in LOGGERS
             ]
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        data = self.datamodule
+        given, found = self._given_classes, data.num_classes
+        if given is not None and given != found:
+            raise DataError(f"the model is given num_classes={given} (config or checkpoint) but dataset "
+                            f"{data.dataset_name!r} has {found} classes ({', '.join(data.class_names[:10])}"
+                            f"{', ...' if found > 10 else ''}): the class count comes from the data, so drop "
+                            f"model.init_args.num_classes, or use the data the model was trained on (for COCO files: "
+                            f"check their \"categories\")")
+        _fill_category_ids(self.model, data)
+
+
+def _fill_category_ids(task: LightningModule, data: VisionDataModule) -> None:
+    """Give a task that takes ``category_ids`` the data's, unless it has its own; refuse ids that differ."""
+    if "category_ids" not in task.hparams:
+        return
+    ids, given = list(data.category_ids), task.hparams["category_ids"]
+    if given is None:
+        task.hparams["category_ids"] = ids  # saved with the checkpoint and in hparams.yaml
+        task.category_ids = ids
+    elif list(given) != ids:
+        raise DataError(f"the model is given category_ids={list(given)[:20]} but dataset {data.dataset_name!r} has "
+                        f"{ids[:20]}: drop model.init_args.category_ids (they come from the data), or use the "
+                        f"annotation file the model was trained with")
 
 
 def _next_version(folder: Path) -> int:

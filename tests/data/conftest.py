@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -74,3 +75,34 @@ def fake_cifar(tmp_path: Path, monkeypatch):
         return write_cifar(tmp_path / name, name, **kwargs)
 
     return make
+
+
+def write_coco(root: Path, images: list[dict], annotations: list[dict], categories: list[dict], *,
+               ann: str = "annotations/instances_train2017.json", folder: str = "train2017",
+               pixels: dict[str, object] | None = None, info: bool = True) -> Path:
+    """A COCO-format file under ``root`` and black RGB PNGs for its ``images`` (``{"file_name", "width", "height"}``
+    entries; ``pixels[file_name]`` may give a PIL image instead). Returns the annotation file."""
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    for img in images:
+        name = img.get("file_name")
+        if not isinstance(name, str):
+            continue
+        picture = (pixels or {}).get(name)
+        if picture is None:
+            picture = Image.new("RGB", (int(img.get("width", 8)), int(img.get("height", 8))))
+        picture.save(root / folder / name)
+    data = {"images": images, "annotations": annotations, "categories": categories}
+    if info:
+        data["info"] = {"description": "test"}
+    path = root / ann
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def box_image(width: int, height: int, box: tuple[int, int, int, int], mode: str = "RGB"):
+    """A black image with a white ``[x, y, w, h]`` rectangle."""
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    x, y, w, h = box
+    pixels[y:y + h, x:x + w] = 255
+    return Image.fromarray(pixels).convert(mode)

@@ -139,7 +139,8 @@ def test_cli_parses_the_signature():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"dataset": "mnist"}, "unknown dataset 'mnist'; valid names: cifar10, cifar100, digits, fake, imagefolder"),
+    ({"dataset": "mnist"}, "unknown dataset 'mnist'; valid names: cifar10, cifar100, coco, digits, digits_detection, "
+                           "fake, imagefolder"),
     ({"augment": "mixup"}, "unknown augment preset 'mixup'"),
     ({"task": "segmentation"}, "unknown task 'segmentation'; valid: classification"),
     ({"val_split": 0.0}, r"val_split=0.0 must lie strictly between 0 and 1"),

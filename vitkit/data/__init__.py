@@ -1,9 +1,10 @@
 """The shared data layer: one ``VisionDataModule``, a registry of datasets, augmentation presets, task formats.
 
-Importing this package registers the built-in datasets (digits, cifar10, cifar100, imagefolder, fake).
+Importing this package registers the built-in datasets (digits, cifar10, cifar100, imagefolder, fake, and the
+COCO-format detection sets coco and digits_detection).
 """
 
-from vitkit.data import imagefolder  # noqa: F401  (registers "imagefolder")
+from vitkit.data import coco, digits_detection, imagefolder  # noqa: F401  (register "coco", "digits_detection", ...)
 from vitkit.data.datamodule import VisionDataModule
 from vitkit.data.datasets import DataOptions, DatasetInfo, DatasetSplits, list_datasets, register_dataset
 from vitkit.data.errors import DataError

@@ -5,8 +5,15 @@ Batches for ``task="classification"`` are dicts:
 - ``"image"``: ``float32 (B, C, H, W)``, normalised with the dataset's per-channel mean/std, ``H = W = image_size``;
 - ``"label"``: ``int64 (B,)``, an index into ``class_names``.
 
-``num_classes``, ``class_names``, ``in_chans`` and ``image_size`` are known right after construction (the CLI links
-them into the task before anything is loaded); ``class_names`` are also saved in checkpoints (``state_dict``).
+Batches for ``task="detection"`` (COCO-format sets: ``coco``, ``digits_detection``; ``vitkit.data.formats.
+DetectionFormat``) are ``{"image": float32 (B, 3, H, W) normalised and padded, "pixel_mask": bool (B, H, W) True on
+real pixels, "targets": [{"boxes": (n, 4) normalised cxcywh, "labels": (n,), "image_id", "orig_size", "size"}]}``;
+``image_size`` is then the shorter side at evaluation. Label ``i`` is category id ``category_ids[i]`` of the
+annotation file; ``coco_ground_truth(split)`` gives the file itself for COCO evaluation.
+
+``num_classes``, ``class_names``, ``in_chans``, ``image_size`` (and ``category_ids``) are known right after
+construction (the CLI links them into the task before anything is loaded); they are also saved in checkpoints
+(``state_dict``), and a checkpoint whose classes differ from the data's is refused.
 
 Pipeline: a dataset from the registry (``vitkit.data.datasets``: name → describe/build) gives train/val/test splits
 of raw samples; the task format (``vitkit.data.formats``) builds the transforms from the augmentation preset
@@ -26,7 +33,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import DataLoader, Subset, get_worker_info
 
 from vitkit.data.datasets import DataOptions, get_dataset
 from vitkit.data.errors import DataError
@@ -43,12 +50,12 @@ class VisionDataModule(L.LightningDataModule):
         self,
         dataset: str = "digits",
         root: str | None = None,
-        task: Literal["classification"] = "classification",
+        task: Literal["classification", "detection"] = "classification",
         image_size: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
-        augment: Literal["auto", "none", "cifar", "imagenet", "digits"] = "auto",
+        augment: Literal["auto", "none", "cifar", "imagenet", "digits", "detr", "detr_noflip"] = "auto",
         val_split: float = 0.1,
         seed: int = 0,
         download: bool = False,
@@ -59,21 +66,30 @@ class VisionDataModule(L.LightningDataModule):
         fake_channels: int = 3,
         rand_augment: str | None = None,
         random_erasing: float = 0.0,
+        train_ann: str | None = None,
+        val_ann: str | None = None,
+        train_images: str | None = None,
+        val_images: str | None = None,
     ) -> None:
         """
         Args:
             dataset: registered dataset name: digits (scikit-learn's 8×8 digits, no download), cifar10, cifar100
                 (torchvision's files under root), imagefolder (root/train/<class>/*, root/val/<class>/* or
-                root/test/<class>/*), fake (random images, for tests and benchmarks).
-            root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/).
+                root/test/<class>/*), fake (random images, for tests and benchmarks); for task=detection: coco
+                (COCO-format instances JSON + images under root), digits_detection (digits on 96×96 canvases,
+                generated in COCO format under root, default data/digits_detection).
+            root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/;
+                coco: the folder the annotation and image paths are relative to).
             task: what the batches are for; selects how samples become tensors.
             image_size: side of the square images in batches; default: the dataset's native size (digits 8,
-                CIFAR 32, fake 32) or 224 for image folders.
+                CIFAR 32, fake 32) or 224 for image folders. Detection: the shorter side at evaluation (training
+                scales are fractions of it); default 800 for coco (the paper's), 96 for digits_detection.
             batch_size: training batch size (per device).
             eval_batch_size: validation/test/predict batch size; default batch_size.
             num_workers: DataLoader worker processes; default min(4, CPU count), or 0 for digits and fake.
             augment: training augmentation preset: auto (the dataset's own), none, cifar (pad + random crop + flip),
-                imagenet (random-resized crop + flip), digits (small shift/scale/rotation, no flip).
+                imagenet (random-resized crop + flip), digits (small shift/scale/rotation, no flip); detection:
+                detr (the paper's flip + multi-scale resize + random crop), detr_noflip (the same without flip).
             val_split: fraction of the training data held out (stratified, seeded) when there is no val folder.
             seed: seeds the validation hold-out, the shuffling and the augmentation.
             download: fetch cifar10/cifar100 into root when missing (needs internet).
@@ -86,6 +102,12 @@ class VisionDataModule(L.LightningDataModule):
                 ``rand-m9-mstd0.5-inc1`` (DeiT's); default off. Classification only.
             random_erasing: training recipe: probability of erasing a random rectangle (random pixels), last;
                 timm/DeiT use 0.25; default 0 (off). Classification only.
+            train_ann: COCO-format sets: the training annotation file, relative to root unless absolute;
+                default annotations/instances_train2017.json (coco).
+            val_ann: the validation annotation file; default annotations/instances_val2017.json (coco). When the
+                default file does not exist, a val_split share of the training images is held out.
+            train_images: folder the training file's "file_name"s are relative to; default train2017 (coco).
+            val_images: the same for validation; default val2017 (coco).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -101,10 +123,11 @@ class VisionDataModule(L.LightningDataModule):
         if missing:
             raise DataError(f"dataset {dataset!r} cannot serve task {task!r}: its samples lack {sorted(missing)}")
         self.options = DataOptions(Path(root).expanduser() if root else None, image_size, val_split, seed, download,
-                                   fake_samples, fake_classes, fake_channels)
+                                   fake_samples, fake_classes, fake_channels, train_ann=train_ann, val_ann=val_ann,
+                                   train_images=train_images, val_images=val_images)
         self.info = self.spec.describe(self.options)
         self.task_format = format_cls(self.info)
-        self.augment = resolve_augment(augment, self.info.augment)
+        self.augment = resolve_augment(augment, self.info.augment, format_cls.presets)
         check_recipe_augment(rand_augment, random_erasing)
         if (rand_augment or random_erasing) and task != "classification":
             raise DataError(f"rand_augment / random_erasing apply to classification, not to task={task!r}")
@@ -137,6 +160,12 @@ class VisionDataModule(L.LightningDataModule):
         return self.options.image_size or self.info.default_image_size
 
     @property
+    def category_ids(self) -> list[int]:
+        """The dataset's id of each class (label ``i`` ↔ ``category_ids[i]``); ``0..K-1`` for classification sets."""
+        ids = self.info.category_ids
+        return list(ids) if ids is not None else list(range(self.num_classes))
+
+    @property
     def mean(self) -> tuple[float, ...]:
         return self.info.mean
 
@@ -161,9 +190,9 @@ class VisionDataModule(L.LightningDataModule):
                 raise DataError(f"the {name} split of {self.dataset_name!r} is empty; add images (or a {name}/ "
                                 f"folder) or raise --data.val_split")
             self._datasets[name] = FormattedDataset(split, transform, self.task_format)
-        log.info("%s: %d train / %d val / %d test samples, %d classes, %d×%d px, augment=%s", self.dataset_name,
+        log.info("%s: %d train / %d val / %d test samples, %d classes, image size %d, augment=%s", self.dataset_name,
                  len(splits.train), len(splits.val), len(splits.test), self.num_classes, self.image_size,
-                 self.image_size, self.augment)
+                 self.augment)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -178,11 +207,17 @@ class VisionDataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset_name, "class_names": self.class_names, "in_chans": self.in_chans,
-                "image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        return {"dataset": self.dataset_name, "class_names": self.class_names, "category_ids": self.category_ids,
+                "in_chans": self.in_chans, "image_size": self.image_size, "mean": list(self.mean),
+                "std": list(self.std)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = list(state_dict.get("class_names", self.class_names))
+        saved_ids = list(state_dict.get("category_ids", self.category_ids))
+        if saved == self.class_names and saved_ids != self.category_ids:
+            raise DataError(f"the checkpoint's classes have category ids {saved_ids[:20]} but the annotation file of "
+                            f"{self.dataset_name!r} gives them {self.category_ids[:20]}: its outputs would be "
+                            f"reported under the wrong ids. Use the annotation file the model was trained with")
         if saved != self.class_names:
             only_saved = sorted(set(saved) - set(self.class_names))
             only_here = sorted(set(self.class_names) - set(saved))
@@ -191,6 +226,16 @@ class VisionDataModule(L.LightningDataModule):
                             f"{' ...' if self.num_classes > 20 else ''} (only in checkpoint: {only_saved or 'none'}; "
                             f"only in data: {only_here or 'none'}; else the order differs). Point --data.root at "
                             f"data with the checkpoint's classes")
+
+    def coco_ground_truth(self, split: Literal["train", "val", "test"]):
+        """The split's annotation file as a ``pycocotools.coco.COCO`` (detection sets; the detection task evaluates
+        against it, crowd regions and original areas included)."""
+        source = self.dataset(split).samples
+        while isinstance(source, Subset):
+            source = source.dataset
+        if not hasattr(source, "ground_truth"):
+            raise DataError(f"dataset {self.dataset_name!r} has no COCO annotation file to evaluate against")
+        return source.ground_truth()
 
     # -- loaders ----------------------------------------------------------------------------------------------------
     def dataset(self, split: Literal["train", "val", "test"]) -> FormattedDataset:

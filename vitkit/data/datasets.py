@@ -10,8 +10,9 @@ A dataset is registered with two functions:
 - optionally ``prepare(options)`` — downloads, run once (rank 0) from ``prepare_data``.
 
 A split is any map-style dataset whose items are *raw samples*: dicts holding ``"image"`` as a ``uint8`` numpy
-array ``(H, W, C)`` plus the targets the dataset has (``"label": int`` for the classification sets; a detection set
-would give ``"boxes"`` and ``"labels"``). ``sample_keys`` of the registration declares those keys; a task format
+array ``(H, W, C)`` plus the targets the dataset has (``"label": int`` for the classification sets; the detection sets
+of ``vitkit.data.coco`` give ``"boxes"`` ``float32 (n, 4)`` COCO ``[x, y, w, h]`` pixels, ``"labels"`` ``int64 (n,)``,
+``"image_id"`` and ``"orig_size"``). ``sample_keys`` of the registration declares those keys; a task format
 (``vitkit.data.formats``) states the keys it needs, and the datamodule refuses a pairing that does not fit.
 Turning raw samples into tensors (augmentation, normalisation, layout) is the task format's job, not the dataset's.
 
@@ -47,6 +48,12 @@ class DataOptions:
     fake_samples: int = 512
     fake_classes: int = 10
     fake_channels: int = 3
+    # COCO-format detection sets: annotation files and image folders, relative to root unless absolute;
+    # None = the dataset's own layout (coco: annotations/instances_{train,val}2017.json and {train,val}2017/)
+    train_ann: str | None = None
+    val_ann: str | None = None
+    train_images: str | None = None
+    val_images: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     augment: str  # the augmentation preset `augment="auto"` picks (vitkit.data.transforms)
     use_workers: bool  # reading/augmenting a sample costs enough for DataLoader worker processes to pay off
+    category_ids: tuple[int, ...] | None = None  # detection: the annotation file's id of each class, in label order
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ owns everything else (splits, loaders, seeding), so a new task is one subclass h
 
 - generation (Image Transformer): ``requires = {"image"}``, ``format`` returns ``{"image": uint8 (C, H, W)}``
   unnormalised (and the label when the dataset has one, for class-conditional models);
-- detection (DETR): ``requires = {"image", "boxes", "labels"}``, ``transforms`` passes ``A.BboxParams`` so boxes
-  follow the geometry, ``collate`` pads images to a common size and returns a pixel mask and a list of targets.
+- detection (DETR, ``DetectionFormat``): ``requires = {"image", "boxes", "labels", "image_id", "orig_size"}``;
+  the transforms move the boxes with the pixels (``A.BboxParams``), ``collate`` pads images to a common size and
+  returns a pixel mask and a list of targets.
 """
 
 from __future__ import annotations
@@ -20,19 +21,27 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vitkit.data.collate import stack_collate
+from vitkit.data.collate import pad_collate, stack_collate
 from vitkit.data.datasets import DatasetInfo
 from vitkit.data.errors import DataError
-from vitkit.data.transforms import build_transforms
+from vitkit.data.transforms import (
+    DETECTION_PRESETS,
+    PRESETS,
+    build_detection_transforms,
+    build_transforms,
+    seed_transform,
+)
 
 
 class TaskFormat:
     """Base task format, bound to one dataset's ``DatasetInfo``: intent presets, stacked batches.
 
-    Subclasses set ``requires`` (raw sample keys they read) and implement ``format``.
+    Subclasses set ``requires`` (raw sample keys they read) and implement ``format``; ``presets`` are the
+    augmentation presets that make sense for the task.
     """
 
     requires: frozenset[str] = frozenset({"image"})
+    presets: tuple[str, ...] = PRESETS
 
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info
@@ -49,28 +58,74 @@ class TaskFormat:
         return stack_collate(samples)
 
 
-class ClassificationFormat(TaskFormat):
-    """Samples ``{"image": float32 (C, H, W), "label": int64 ()}``; batches add a leading ``B``.
-
-    Images are normalised per channel: ``(pixel / 255 - mean) / std`` with the dataset's statistics.
-    """
-
-    requires = frozenset({"image", "label"})
+class NormalisedFormat(TaskFormat):
+    """Base of the formats that feed float images normalised per channel: ``(pixel / 255 - mean) / std`` with the
+    dataset's statistics."""
 
     def __init__(self, info: DatasetInfo) -> None:
         super().__init__(info)
         self.mean = torch.tensor(info.mean, dtype=torch.float32).view(-1, 1, 1) * 255  # (C, 1, 1)
         self.std = torch.tensor(info.std, dtype=torch.float32).view(-1, 1, 1) * 255  # (C, 1, 1)
 
+    def normalise(self, image: np.ndarray) -> Tensor:
+        """``uint8 (H, W, C)`` → ``float32 (C, H, W)``."""
+        # a copy: the transform may hand back the stored pixels untouched (Resize to the same size)
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))  # (C, H, W)
+        return tensor.sub_(self.mean).div_(self.std)
+
+
+class ClassificationFormat(NormalisedFormat):
+    """Samples ``{"image": float32 (C, H, W), "label": int64 ()}``; batches add a leading ``B``."""
+
+    requires = frozenset({"image", "label"})
+
     def format(self, sample: dict, transform) -> dict[str, Tensor]:
         image = transform(image=sample["image"])["image"]  # (H, W, C) uint8
-        # a copy: the transform may hand back the stored pixels untouched (Resize to the same size)
-        image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))  # (C, H, W)
-        image = image.sub_(self.mean).div_(self.std)
-        return {"image": image, "label": torch.tensor(sample["label"], dtype=torch.long)}
+        return {"image": self.normalise(image), "label": torch.tensor(sample["label"], dtype=torch.long)}
 
 
-_TASK_FORMATS: dict[str, type[TaskFormat]] = {"classification": ClassificationFormat}
+class DetectionFormat(NormalisedFormat):
+    """DETR's samples (Carion et al. 2020): ``{"image": float32 (3, H, W) normalised, "target": {...}}``, batched by
+    ``pad_collate`` into ``{"image": (B, 3, H, W), "pixel_mask": bool (B, H, W), "targets": [dict] * B}``.
+
+    A target holds ``"boxes"`` ``float32 (n, 4)`` normalised ``(cx, cy, w, h)`` — relative to the image after the
+    transform and before padding, as the official code and Hugging Face do; the model's sine positions are
+    normalised over the unpadded pixels too —, ``"labels"`` ``int64 (n,)`` in ``0..K-1``, ``"image_id"`` (int),
+    ``"orig_size"`` ``int64 (2,)`` = (height, width) of the image file and ``"size"`` ``int64 (2,)`` = (height,
+    width) after the transform. ``n`` may be 0.
+    """
+
+    requires = frozenset({"image", "boxes", "labels", "image_id", "orig_size"})
+    presets = DETECTION_PRESETS
+
+    def transforms(self, augment: str, image_size: int, seed: int, **recipe):
+        """Box-aware pipelines; the classification ``recipe`` switches (RandAugment, erasing) do not apply (the
+        datamodule refuses them for detection)."""
+        return build_detection_transforms(augment, self.info.augment, image_size, seed=seed)
+
+    def format(self, sample: dict, transform) -> dict:
+        out = transform(image=sample["image"], bboxes=sample["boxes"], labels=sample["labels"])
+        h, w = out["image"].shape[:2]
+        boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)  # (n, 4) x, y, w, h pixels
+        labels = np.asarray(out["labels"], dtype=np.int64).reshape(-1)  # (n,)
+        keep = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        target = {"boxes": torch.from_numpy(xywh_to_normalised_cxcywh(boxes[keep], h, w)),
+                  "labels": torch.from_numpy(labels[keep]), "image_id": int(sample["image_id"]),
+                  "orig_size": torch.tensor(sample["orig_size"], dtype=torch.long),
+                  "size": torch.tensor([h, w], dtype=torch.long)}
+        return {"image": self.normalise(out["image"]), "target": target}
+
+    def collate(self, samples: list[dict]) -> dict:
+        return pad_collate(samples)
+
+
+def xywh_to_normalised_cxcywh(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """COCO ``[x, y, w, h]`` pixel boxes ``(n, 4)`` → ``(cx, cy, w, h)`` as fractions of the image's width/height."""
+    x, y, w, h = boxes.T  # each (n,)
+    return np.stack([(x + w / 2) / width, (y + h / 2) / height, w / width, h / height], axis=1).astype(np.float32)
+
+
+_TASK_FORMATS: dict[str, type[TaskFormat]] = {"classification": ClassificationFormat, "detection": DetectionFormat}
 
 
 def register_task_format(name: str, cls: type[TaskFormat]) -> None:
@@ -99,5 +154,5 @@ class FormattedDataset(Dataset):
 
     def reseed(self, seed: int) -> None:
         """Give the transform's random generator a new seed (called in each DataLoader worker)."""
-        if hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(seed)
+        if hasattr(self.transform, "set_random_state"):
+            seed_transform(self.transform, seed)

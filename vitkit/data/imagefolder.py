@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from vitkit.data.checks import CheckReport
 from vitkit.data.datasets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -65,6 +66,23 @@ def _to_rgb(img) -> np.ndarray:
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     return np.asarray(img.convert("RGB"))
+
+
+def _unreadable(path: str, decode: bool) -> str | None:
+    """Why ``path`` cannot be read as an image (None if it can): its header, or with ``decode`` all its pixels."""
+    from PIL import Image
+
+    try:
+        if decode:
+            read_image(path)
+        else:
+            with Image.open(path) as img:
+                img.size  # noqa: B018  (the header is parsed on open; touching the size makes that explicit)
+    except DataError as e:
+        return str(e)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return f"cannot read image {path}: {e}"
+    return None
 
 
 class ImageFileSource(Dataset):
@@ -129,21 +147,59 @@ def _describe(options: DataOptions) -> DatasetInfo:
                        use_workers=True)
 
 
+def _image_files(class_dir: Path) -> list[str]:
+    """The image files under one class folder (recursively), sorted."""
+    return sorted(
+        os.path.join(folder, f)
+        for folder, _, names in os.walk(class_dir, followlinks=True)
+        for f in names
+        if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _no_images(class_dir: Path) -> str:
+    return (f"class folder {class_dir} has no images (looked for files ending in {', '.join(IMAGE_EXTENSIONS)}); "
+            f"add images or remove the folder from every split")
+
+
 def _list_images(split_dir: Path, classes: tuple[str, ...]) -> ImageFileSource:
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = sorted(
-            os.path.join(folder, f)
-            for folder, _, names in os.walk(split_dir / name, followlinks=True)
-            for f in names
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
-        )
+        found = _image_files(split_dir / name)
         if not found:
-            raise DataError(f"class folder {split_dir / name} has no images (looked for files ending in "
-                            f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder from every split")
+            raise DataError(_no_images(split_dir / name))
         files += found
         labels += [label] * len(found)
     return ImageFileSource(files, labels)
+
+
+def check_image_folder(root: Path, *, decode: bool = False) -> CheckReport:
+    """``vitkit check-data --dataset imagefolder``: the layout, then every image opened (its header read, or all of
+    it decoded with ``decode``); each problem named."""
+    report = CheckReport(str(root))
+    try:
+        info = _describe(DataOptions(root=Path(root)))
+    except DataError as e:
+        report.add("error", "layout", "", str(e), f"lay the folder out as {LAYOUT}")
+        return report
+    counts = []
+    for split in ("train", "val", "test"):
+        if not (root / split).is_dir():
+            continue
+        n = 0
+        for name in info.class_names:
+            files = _image_files(root / split / name)
+            if not files:
+                report.add("error", "empty_class_folder", f"{split}/{name}", _no_images(root / split / name),
+                           "add images to the folder, or remove it from every split")
+            for file in files:
+                problem = _unreadable(file, decode)
+                if problem:
+                    report.add("error", "image_unreadable", file, problem, "replace the file or delete it")
+            n += len(files)
+        counts.append(f"{n} {split} images")
+    report.summary = f"{len(info.class_names)} classes; {', '.join(counts)}"
+    return report
 
 
 def _build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:

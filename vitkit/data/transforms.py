@@ -25,30 +25,63 @@ and magnitude schedule, which albumentations does not provide; it runs on a PIL 
 ``random_erasing`` (probability of erasing one rectangle, Zhong et al. 2020, with per-pixel random fill: timm's
 "pixel" mode, done by albumentations' ``Erasing`` in the same uint8 pipeline, last as in timm).
 
+Detection presets (``build_detection_transforms``) keep the aspect ratio and move the boxes with the pixels
+(``A.BboxParams``, COCO ``[x, y, w, h]`` pixel boxes in and out). ``S = image_size`` is the shorter side at
+evaluation; the training scales are fractions of it, so ``S = 800`` gives the paper's numbers exactly (Carion et al.
+2020, §4 / appendix A.4) and a small ``S`` (96 for the digits canvases) gives the same recipe scaled down:
+
+=========== ============================================================================ ==========================
+preset      training                                                                     evaluation
+=========== ============================================================================ ==========================
+none        = evaluation                                                                 shorter side S, longer
+detr        flip; then either the shorter side to one of 0.6S, 0.64S, …, S (480–800 step  ≤ S·1333/800 (800 / 1333)
+            32 at S = 800), longer ≤ S·1333/800; or (probability 0.5) the shorter side
+            to 0.5S/0.625S/0.75S (400/500/600), a random crop of 0.48S–0.75S (384–600)
+            per side, then that multi-scale resize
+detr_noflip detr without the flip: for sets where a mirrored object is another class      as detr
+            (digits, text)
+=========== ============================================================================ ==========================
+
 Each training pipeline carries its own random generator (albumentations ignores global seeds): it is seeded from
-``seed`` here, and re-seeded per DataLoader worker by the datamodule so workers do not repeat each other.
+``seed`` here (``seed_transform``), and re-seeded per DataLoader worker by the datamodule so workers do not repeat
+each other. ``seed_transform`` gives all the steps of a pipeline ONE shared generator: albumentations'
+``Compose(seed=...)`` / ``set_random_seed`` give every step its own generator with the same seed, so every step
+draws the same numbers (two flips with p=0.5 would always agree; a crop's offsets would decide the flip).
 """
 
 from __future__ import annotations
 
+import random
 from typing import Literal
 
+import numpy as np
 from albumentations import ImageOnlyTransform
 
 AugmentPreset = Literal["none", "cifar", "imagenet", "digits"]
 PRESETS: tuple[str, ...] = ("none", "cifar", "imagenet", "digits")
+DETECTION_PRESETS: tuple[str, ...] = ("none", "detr", "detr_noflip")
 CENTER_CROP_FRACTION = 0.875  # ImageNet evaluation: resize to S / 0.875, keep the central S×S (224 ← 256)
+# DETR's scales as fractions of the evaluation size S (the paper's pixels at S = 800)
+DETR_MAX_SIZE_RATIO = 1333 / 800  # longer side cap
+DETR_SCALES = tuple(0.6 + 0.04 * k for k in range(11))  # 480, 512, ..., 800
+DETR_CROP_RESIZE = (0.5, 0.625, 0.75)  # 400, 500, 600 before the crop
+DETR_CROP_RANGE = (0.48, 0.75)  # crop sides 384..600
 
 
-def resolve_augment(augment: str, dataset_default: str) -> str:
-    """``"auto"`` → the dataset's intent; otherwise check the name."""
+def resolve_augment(augment: str, dataset_default: str, valid: tuple[str, ...] = PRESETS) -> str:
+    """``"auto"`` → the dataset's intent; otherwise check the name against the task's presets ``valid``."""
     from vitkit.data.errors import DataError
 
     if augment == "auto":
         return dataset_default
-    if augment not in PRESETS:
-        raise DataError(f"unknown augment preset {augment!r}; valid: auto, {', '.join(PRESETS)}")
+    if augment not in valid:
+        raise DataError(f"unknown augment preset {augment!r}; valid: auto, {', '.join(valid)}")
     return augment
+
+
+def seed_transform(transform, seed: int | None) -> None:
+    """(Re)seed an albumentations pipeline with one generator shared by all its steps (see the module docstring)."""
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 def build_transforms(augment: str, dataset_default: str, image_size: int, *, seed: int | None = None,
@@ -68,7 +101,39 @@ def build_transforms(augment: str, dataset_default: str, image_size: int, *, see
         train_ops.append(TimmRandAugment(rand_augment, image_size, mean))
     if random_erasing > 0:
         train_ops.append(A.Erasing(fill="random", p=random_erasing))
-    return A.Compose(train_ops, seed=seed), A.Compose(_eval_ops(eval_preset, image_size))
+    train = A.Compose(train_ops)
+    seed_transform(train, seed)
+    return train, A.Compose(_eval_ops(eval_preset, image_size))
+
+
+def build_detection_transforms(augment: str, dataset_default: str, image_size: int, *, seed: int | None = None):
+    """``(train, eval)`` box-aware pipelines for evaluation size ``S = image_size``, called as
+    ``transform(image=uint8 (H, W, C), bboxes=float (n, 4) [x, y, w, h] pixels, labels=(n,))``; they return the
+    same keys, boxes clipped to the output image and those cropped away removed (with their labels)."""
+    import albumentations as A
+
+    from vitkit.data.resize_crop import RandomSizeCrop, ShorterSideResize
+
+    preset = resolve_augment(augment, dataset_default, DETECTION_PRESETS)
+    s = image_size
+    max_size = max(s, round(s * DETR_MAX_SIZE_RATIO))
+    boxes = A.BboxParams(format="coco", label_fields=["labels"], clip=True)
+    evaluation = A.Compose([ShorterSideResize([s], max_size)], bbox_params=boxes)
+    if preset == "none":
+        return A.Compose([ShorterSideResize([s], max_size)], bbox_params=boxes), evaluation
+
+    def sizes(fractions) -> list[int]:
+        return sorted({max(1, round(s * f)) for f in fractions})
+
+    lo, hi = (max(1, round(s * f)) for f in DETR_CROP_RANGE)
+    multi_scale = ShorterSideResize(sizes(DETR_SCALES), max_size)
+    crop_then_resize = A.Sequential([ShorterSideResize(sizes(DETR_CROP_RESIZE), max_size), RandomSizeCrop(lo, hi),
+                                     ShorterSideResize(sizes(DETR_SCALES), max_size)])
+    ops = [] if preset == "detr_noflip" else [A.HorizontalFlip(p=0.5)]
+    ops.append(A.OneOf([A.Sequential([multi_scale]), crop_then_resize], p=1.0))  # each branch with probability 0.5
+    train = A.Compose(ops, bbox_params=boxes)
+    seed_transform(train, seed)
+    return train, evaluation
 
 
 def check_recipe_augment(rand_augment: str | None, random_erasing: float) -> None:
