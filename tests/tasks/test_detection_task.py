@@ -103,7 +103,7 @@ def test_fit_evaluates_with_cocoeval_and_exports_results_json(tmp_path):
 
     rebuilt = load_task(tmp_path / "checkpoints" / "last.ckpt", expected=DetectionTask)
     assert rebuilt.category_ids == CATEGORY_IDS and rebuilt.class_names == ["a", "b", "c"]
-    assert rebuilt.preprocessing["image_size"] == 64
+    assert rebuilt.preprocessing["image_size"] == 64 and rebuilt.preprocessing["max_size"] == 107  # 64·1333/800
     batch = collate([Shapes(2)[1]])
     torch.testing.assert_close(rebuilt(batch["image"])["pred_boxes"], task.eval()(batch["image"])["pred_boxes"])
     from vitkit.models import create_model  # the Lightning checkpoint also loads as plain DETR weights

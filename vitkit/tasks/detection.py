@@ -39,6 +39,11 @@ DEFAULT_PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.
                          "max_size": 1333}
 
 
+def eval_resize(image_size: int) -> dict[str, int]:
+    """The evaluation resize of the datamodule's detection presets: shorter side ``S``, longer ≤ ``S·1333/800``."""
+    return {"image_size": int(image_size), "max_size": max(int(image_size), round(image_size * 1333 / 800))}
+
+
 class DetectionTask(L.LightningModule):
     """Train, evaluate and predict with a DETR detector.
 
@@ -101,7 +106,7 @@ class DetectionTask(L.LightningModule):
         matcher = HungarianMatcher(weight_ce, weight_bbox, weight_giou)
         self.criterion = SetCriterion(self.num_classes, matcher=matcher, weight_ce=weight_ce,
                                       weight_bbox=weight_bbox, weight_giou=weight_giou, eos_coef=eos_coef)
-        self.preprocessing = dict(DEFAULT_PREPROCESSING, image_size=img_size or DEFAULT_PREPROCESSING["image_size"])
+        self.preprocessing = dict(DEFAULT_PREPROCESSING, **eval_resize(img_size or DEFAULT_PREPROCESSING["image_size"]))
         self._eval: dict[str, list] = {"results": [], "records": []}
         self.last_predictions: list[dict] = []  # COCO results of the last validation / test epoch
 
@@ -225,7 +230,7 @@ class DetectionTask(L.LightningModule):
         if dm is not None and all(hasattr(dm, k) for k in ("mean", "std")):
             self.preprocessing.update(mean=list(dm.mean), std=list(dm.std))
         if dm is not None and getattr(dm, "image_size", None):
-            self.preprocessing["image_size"] = int(dm.image_size)
+            self.preprocessing.update(eval_resize(dm.image_size))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_task(self, checkpoint)
