@@ -1,12 +1,24 @@
 """vitkit: vision Transformers on one attention core, trained through one Lightning datamodule."""
 
-from vitkit.models import CvT, CvTConfig, CvTStageConfig, VisionTransformer, ViTConfig, create_model, list_models
+from vitkit.models import (
+    DETR,
+    CvT,
+    CvTConfig,
+    CvTStageConfig,
+    DETRConfig,
+    ImageTransformer,
+    ImageTransformerConfig,
+    VisionTransformer,
+    ViTConfig,
+    create_model,
+    list_models,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CvT", "CvTConfig", "CvTStageConfig", "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model",
-    "list_models",
+    "DETR", "CvT", "CvTConfig", "CvTStageConfig", "DETRConfig", "ImageTransformer", "ImageTransformerConfig",
+    "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models",
 ]
 
 

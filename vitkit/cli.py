@@ -20,6 +20,7 @@ COMMANDS = {  # name → module under vitkit.commands
     "models": "models",
     "attention": "attention",
     "sample": "sample",
+    "detect": "detect",
     "bench": "bench",
     "check-data": "check_data",
 }

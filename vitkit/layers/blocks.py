@@ -1,8 +1,10 @@
-"""Transformer building blocks shared by the families: ``Mlp``, ``DropPath`` and the encoder ``Block``.
+"""Transformer building blocks shared by the families: ``Mlp``, ``DropPath``, the encoder ``Block`` and the
+``DecoderBlock``.
 
 ``Block`` is pre-norm (ViT, Dosovitskiy et al. 2020, eq. 2–3) or post-norm (the original Transformer and DETR's
 encoder, Vaswani et al. 2017; Carion et al. 2020). Position embeddings passed as ``pos`` are added to the queries
-and keys only, as DETR does.
+and keys only, as DETR does. ``DecoderBlock`` adds cross-attention to a memory (Vaswani et al. 2017, §3.1; DETR's
+decoder, Carion et al. 2020, §3.2 and appendix A.3).
 """
 
 from __future__ import annotations
@@ -134,3 +136,73 @@ class Block(nn.Module):
             return self.attn(x, mask=mask, is_causal=is_causal, cache=cache)
         qk = x + pos
         return self.attn(qk, qk, x, mask=mask, is_causal=is_causal, cache=cache)
+
+
+class DecoderBlock(nn.Module):
+    """Decoder block: self-attention, cross-attention to a memory, and MLP, each a residual branch with a norm.
+
+    Post-norm (DETR): ``x = norm1(x + self_attn(x + qpos, x + qpos, x))``,
+    ``x = norm2(x + cross_attn(x + qpos, mem + mpos, mem))``, ``x = norm3(x + mlp(x))``. Pre-norm applies each
+    norm to the branch input instead. Positions are added to queries and keys, never to values.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        norm_first: bool = False,
+        act_layer: Callable[[], nn.Module] = nn.GELU,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+        fused_attn: bool = True,
+    ) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+
+        def attention() -> Attention:
+            return Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop,
+                             fused=fused_attn)
+
+        self.attn = attention()
+        self.norm1 = norm_layer(dim)
+        self.cross_attn = attention()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
+        self.norm3 = norm_layer(dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        *,
+        query_pos: Tensor | None = None,
+        memory_pos: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+    ) -> Tensor:
+        """``x`` ``(B, Q, C)`` attends to itself and to ``memory`` ``(B, N, C)``.
+
+        ``query_pos`` ``(B or 1, Q, C)`` and ``memory_pos`` ``(B or 1, N, C)`` are added to queries and keys;
+        ``memory_mask`` (True = may attend, e.g. ``masks.key_padding``) masks memory tokens.
+        """
+        if self.norm_first:
+            x = x + self._self_attend(self.norm1(x), query_pos)
+            x = x + self._cross_attend(self.norm2(x), memory, query_pos, memory_pos, memory_mask)
+            return x + self.mlp(self.norm3(x))
+        x = self.norm1(x + self._self_attend(x, query_pos))
+        x = self.norm2(x + self._cross_attend(x, memory, query_pos, memory_pos, memory_mask))
+        return self.norm3(x + self.mlp(x))
+
+    def _self_attend(self, x: Tensor, query_pos: Tensor | None) -> Tensor:
+        qk = x if query_pos is None else x + query_pos
+        return self.attn(qk, qk, x)
+
+    def _cross_attend(
+        self, x: Tensor, memory: Tensor, query_pos: Tensor | None, memory_pos: Tensor | None, mask: Tensor | None
+    ) -> Tensor:
+        q = x if query_pos is None else x + query_pos
+        k = memory if memory_pos is None else memory + memory_pos
+        return self.cross_attn(q, k, memory, mask=mask)

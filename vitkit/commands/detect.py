@@ -1,0 +1,112 @@
+"""Detect objects in image files with a trained DETR checkpoint: drawn images and one COCO-results JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="Lightning checkpoint of a detection run (.ckpt)")
+    parser.add_argument("images", nargs="+", help="image files (any mode: grey, RGBA, palette and 16-bit are "
+                                                  "converted to RGB)")
+    parser.add_argument("--out", required=True, help="folder for <image>.png drawings, detections.json (COCO "
+                                                     "results) and images.json (the image ids)")
+    parser.add_argument("--threshold", type=float, default=0.7, help="keep detections scoring above this")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--attention", type=int, default=0, metavar="K",
+                        help="also write <image>_attention.png: the last decoder layer's cross-attention of the K "
+                             "most confident detections")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.threshold < 1.0:
+        raise SystemExit(f"--threshold must lie in [0, 1), got {args.threshold}")
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"image file(s) not found: {', '.join(missing)}")
+    out = detect_files(args.ckpt, args.images, args.out, threshold=args.threshold, device=args.device,
+                       attention=args.attention)
+    print(f"{out['detections']} detections in {len(args.images)} images written to {out['folder']}")
+    return 0
+
+
+def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, threshold: float = 0.7,
+                 device: str | None = None, attention: int = 0) -> dict:
+    """Run the checkpoint's detector on ``files``; write drawings and JSON under ``out`` (and the cross-attention
+    figures of the ``attention`` best detections per image); returns a summary."""
+    import torch
+
+    from vitkit.data.imagefolder import read_image
+    from vitkit.detection import to_coco_results
+    from vitkit.tasks import DetectionTask
+    from vitkit.tasks.checkpoints import load_task
+    from vitkit.viz.detections import draw_detections
+    from vitkit.viz.detr_attention import detr_cross_attention_maps
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    task = load_task(ckpt, expected=DetectionTask).to(device)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    results, images, stems = [], [], set()
+    for image_id, path in enumerate(files, start=1):
+        rgb = read_image(path)  # (H, W, 3) uint8
+        x = preprocess(rgb, task.preprocessing).to(device)
+        outputs, maps = detr_cross_attention_maps(task.model, x)  # maps (1, Q, h, w) at the model's input size
+        det = task.detections(outputs, torch.tensor([rgb.shape[:2]]), threshold=threshold)[0]
+        labels = [task.category_ids.index(c) for c in det["labels"].tolist()]
+        drawing = draw_detections(rgb, det["boxes"].tolist(), [task.class_names[i] for i in labels],
+                                  det["scores"].tolist(), class_ids=labels)
+        stem = _unique_stem(Path(path).stem, stems)
+        drawing.save(folder / f"{stem}.png")
+        if attention > 0 and len(det["queries"]):
+            _attention_figure(rgb, maps[0], det, task.class_names, labels, attention, folder / f"{stem}_attention.png")
+        xywh = task.detections(outputs, torch.tensor([rgb.shape[:2]]), box_format="xywh", threshold=threshold)
+        results += to_coco_results(xywh, [image_id])
+        images.append({"id": image_id, "file_name": str(path), "height": rgb.shape[0], "width": rgb.shape[1]})
+    (folder / "detections.json").write_text(json.dumps(results))
+    (folder / "images.json").write_text(json.dumps(images, indent=1))
+    return {"folder": folder, "detections": len(results)}
+
+
+def _attention_figure(rgb, maps, det, class_names, labels, k, path) -> None:
+    import torch.nn.functional as F
+
+    from vitkit.viz.detr_attention import query_attention_figure
+
+    queries = det["queries"][:k]
+    maps = F.interpolate(maps[queries.to(maps.device)][:, None], size=rgb.shape[:2], mode="bilinear")[:, 0]
+    titles = [f"{class_names[labels[i]]} {det['scores'][i]:.2f} (query {int(q)})" for i, q in enumerate(queries)]
+    query_attention_figure(rgb, maps.clamp(0, 1), det["boxes"][:k].tolist(), titles, path)
+
+
+def preprocess(rgb, preprocessing: dict):
+    """``uint8 (H, W, 3)`` → normalised ``(1, 3, h, w)``: shorter side to ``image_size`` (longer ≤ ``max_size``),
+    as DETR evaluates, with the training data's mean and std."""
+    import torch
+    import torch.nn.functional as F
+
+    H, W = rgb.shape[:2]
+    size, max_size = preprocessing["image_size"], preprocessing.get("max_size") or 10**9
+    scale = min(size / min(H, W), max_size / max(H, W))
+    h, w = max(1, round(H * scale)), max(1, round(W * scale))
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
+    x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    if len(preprocessing["mean"]) == 1:  # trained on grey images
+        x = x.mean(dim=1, keepdim=True)  # (1, 1, h, w)
+    mean = torch.tensor(preprocessing["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing["std"]).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def _unique_stem(stem: str, taken: set[str]) -> str:
+    name, i = stem, 1
+    while name in taken:
+        i += 1
+        name = f"{stem}_{i}"
+    taken.add(name)
+    return name

@@ -1,0 +1,258 @@
+"""Object detection with DETR (Carion et al. 2020): set-criterion training, COCO evaluation, COCO-format results.
+
+Batch contract (what the datamodule's detection mode provides):
+
+- ``"image"``: float ``(B, 3, H, W)``, normalised, images padded to a common size;
+- ``"pixel_mask"``: bool ``(B, H, W)``, ``True`` = real pixel, ``False`` = padding;
+- ``"targets"``: one dict per image: ``"boxes"`` float ``(n, 4)`` normalised ``(cx, cy, w, h)`` relative to the
+  unpadded image, ``"labels"`` long ``(n,)`` contiguous in ``0..K-1``, ``"image_id"`` int, ``"orig_size"``
+  ``(height, width)`` of the image before any resize (``n`` may be 0).
+
+Contiguous labels map back to the dataset's category ids through ``category_ids`` (``category_ids[i]`` is the id of
+label ``i``; saved in checkpoints). Validation ground truth is the datamodule's ``coco_ground_truth(split)`` (a
+``pycocotools.coco.COCO``, e.g. the annotation file with its crowd regions and areas) when it has one, else it is
+built from the validation targets. The defaults are the paper's optimiser settings: AdamW, lr 1e-4, backbone lr
+1e-5, weight decay 1e-4, gradient clipping at norm 0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch import Tensor, nn
+
+from vitkit.detection import HungarianMatcher, SetCriterion, coco_eval, postprocess, to_coco_results
+from vitkit.models import create_model
+from vitkit.tasks.checkpoints import record_task
+from vitkit.tasks.optim import param_groups
+
+log = logging.getLogger(__name__)
+LOGGED_LOSSES = ("loss", "loss_ce", "loss_bbox", "loss_giou", "cardinality_error")
+# Preprocessing used when nothing else is known (DETR's: ImageNet statistics, shorter side 800, longer ≤ 1333).
+DEFAULT_PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "image_size": 800,
+                         "max_size": 1333}
+
+
+def eval_resize(image_size: int) -> dict[str, int]:
+    """The evaluation resize of the datamodule's detection presets: shorter side ``S``, longer ≤ ``S·1333/800``."""
+    return {"image_size": int(image_size), "max_size": max(int(image_size), round(image_size * 1333 / 800))}
+
+
+class DetectionTask(L.LightningModule):
+    """Train, evaluate and predict with a DETR detector.
+
+    Args:
+        model: a vitkit DETR preset name (e.g. ``detr_small``, ``detr_r50``) or a ready ``nn.Module`` with DETR's
+            output dict.
+        num_classes, class_names, in_chans, img_size: filled from the datamodule by the CLI. ``num_classes`` sizes
+            the class head (plus no-object); ``img_size`` is the datamodule's working size (kept for inference).
+        category_ids: dataset category id of each contiguous label; default ``0..K-1``.
+        model_kwargs: DETR config overrides (e.g. ``{"num_queries": 20}``).
+        checkpoint: initial weights (vitkit, official DETR or Hugging Face layout); with another class count only
+            the class head is re-initialised, and the load report says so.
+        lr, lr_backbone, weight_decay, grad_clip: AdamW settings; ``lr_backbone`` None = ``lr`` × the model's
+            ``lr_scale`` (0.1 for DETR presets). ``grad_clip`` is the max gradient norm (Trainer's
+            ``gradient_clip_val`` wins when set).
+        lr_drop_epoch: multiply the learning rates by 0.1 after this many epochs (the paper: 200 of 300).
+        freeze_backbone: train only the Transformer and heads (fine-tuning on small data).
+        eos_coef, weight_ce, weight_bbox, weight_giou: criterion settings (matcher costs use the same weights).
+        predictions_file: COCO-results JSON written under the run's log folder after each validation.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module = "detr_small",
+        *,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        in_chans: int | None = None,
+        img_size: int | None = None,
+        category_ids: list[int] | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        checkpoint: str | None = None,
+        lr: float = 1e-4,
+        lr_backbone: float | None = None,
+        weight_decay: float = 1e-4,
+        grad_clip: float = 0.1,
+        lr_drop_epoch: int | None = None,
+        freeze_backbone: bool = False,
+        eos_coef: float = 0.1,
+        weight_ce: float = 1.0,
+        weight_bbox: float = 5.0,
+        weight_giou: float = 2.0,
+        predictions_file: str | None = "predictions_val.json",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        if num_classes is None and category_ids is not None:
+            num_classes = len(category_ids)
+        self.model = model if isinstance(model, nn.Module) else _build_detr(
+            model, num_classes=num_classes, in_chans=in_chans, checkpoint=checkpoint, **(model_kwargs or {}))
+        self.num_classes = int(num_classes or self.model.num_classes)
+        self.category_ids = [int(c) for c in category_ids] if category_ids else list(range(self.num_classes))
+        self.class_names = list(class_names) if class_names else [str(c) for c in self.category_ids]
+        if not len(self.category_ids) == len(self.class_names) == self.num_classes:
+            raise ValueError(f"num_classes={self.num_classes}, {len(self.category_ids)} category ids and "
+                             f"{len(self.class_names)} class names disagree; they must describe the same classes")
+        if freeze_backbone:
+            for p in self.model.backbone.parameters():
+                p.requires_grad_(False)
+        matcher = HungarianMatcher(weight_ce, weight_bbox, weight_giou)
+        self.criterion = SetCriterion(self.num_classes, matcher=matcher, weight_ce=weight_ce,
+                                      weight_bbox=weight_bbox, weight_giou=weight_giou, eos_coef=eos_coef)
+        self.preprocessing = dict(DEFAULT_PREPROCESSING, **eval_resize(img_size or DEFAULT_PREPROCESSING["image_size"]))
+        self._eval: dict[str, list] = {"results": [], "records": []}
+        self.last_predictions: list[dict] = []  # COCO results of the last validation / test epoch
+
+    def forward(self, images: Tensor, pixel_mask: Tensor | None = None) -> dict:
+        return self.model(images, pixel_mask)
+
+    # -- training and evaluation ----------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        losses = self.criterion(self(batch["image"], batch["pixel_mask"]), batch["targets"])
+        self._log_losses(losses, "train", len(batch["targets"]))
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Tensor]]:
+        """Per image: ``scores``, ``labels`` (category ids), ``boxes`` (xyxy pixels of the original image)."""
+        targets = batch["targets"]
+        results = self.detections(self(batch["image"], batch["pixel_mask"]), coco_eval.as_tensor_sizes(targets))
+        for r, t in zip(results, targets, strict=True):
+            r["image_id"] = t["image_id"]
+        return results
+
+    def detections(self, outputs: dict, orig_sizes: Tensor, *, box_format: str = "xyxy",
+                   threshold: float = 0.0) -> list[dict[str, Tensor]]:
+        """``postprocess`` with this task's label → category id mapping."""
+        return postprocess(outputs, orig_sizes, box_format=box_format, label_to_category=self.category_ids,
+                           threshold=threshold)
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval = {"results": [], "records": []}
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test")
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+        targets = batch["targets"]
+        outputs = self(batch["image"], batch["pixel_mask"])
+        self._log_losses(self.criterion(outputs, targets), stage, len(targets))
+        results = self.detections(outputs, coco_eval.as_tensor_sizes(targets), box_format="xywh")
+        self._eval["results"] += to_coco_results(results, [int(t["image_id"]) for t in targets])
+        self._eval["records"] += coco_eval.gt_records(targets)
+
+    def _finish_eval(self, stage: str) -> None:
+        results, records = _gather(self._eval["results"]), _gather(self._eval["records"])
+        if not records:
+            return
+        gt = self._ground_truth(stage, records)
+        metrics = coco_eval.evaluate(gt, results, image_ids=[r["image_id"] for r in records])
+        for name, value in metrics.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name in ("AP", "AP50"), sync_dist=False)
+        self.last_predictions = results
+        if self.hparams.predictions_file and self.trainer.is_global_zero and self.trainer.log_dir:
+            self.export_predictions(Path(self.trainer.log_dir) / self.hparams.predictions_file)
+
+    def _ground_truth(self, stage: str, records: list[dict]):
+        source = getattr(self.trainer.datamodule, "coco_ground_truth", None) if self._trainer else None
+        if callable(source):
+            return source(stage)
+        return coco_eval.ground_truth_from_targets(records, self.category_ids, self.class_names)
+
+    def export_predictions(self, path: str | Path) -> Path:
+        """Write the last evaluation's detections as a COCO results JSON (a list of ``image_id``, ``category_id``,
+        ``bbox`` [x, y, w, h] in original pixels, ``score``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.last_predictions))
+        return path
+
+    def _log_losses(self, losses: dict[str, Tensor], stage: str, batch_size: int) -> None:
+        train = stage == "train"
+        for name in LOGGED_LOSSES:
+            self.log(f"{stage}/{name}", losses[name], on_step=train, on_epoch=True, batch_size=batch_size,
+                     prog_bar=name == "loss", sync_dist=not train)
+
+    # -- optimisation ---------------------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict:
+        lr, lr_backbone = self.hparams.lr, self.hparams.lr_backbone
+        if lr_backbone is not None:
+            def scale(name: str) -> float:
+                return lr_backbone / lr if name.startswith("backbone.") else 1.0
+        else:
+            scale = getattr(self.model, "lr_scale", None)
+        groups = param_groups(self.model, weight_decay=self.hparams.weight_decay, lr_scale=scale)
+        for group in groups:
+            group["lr"] = lr * group["lr_scale"]
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+        if not self.hparams.lr_drop_epoch:
+            return {"optimizer": optimizer}
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, self.hparams.lr_drop_epoch, gamma=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm
+                                or "norm")
+
+    def configure_callbacks(self) -> list[Callback]:
+        best = ModelCheckpoint(monitor="val/AP", mode="max", filename="best-epoch{epoch:03d}-AP{val/AP:.4f}",
+                               auto_insert_metric_name=False)
+        # Lightning's save_last only refreshes last.ckpt when the best one improves, and DETR's AP often stays at 0
+        # for many epochs: a second, unmonitored checkpoint keeps the latest weights as last.ckpt.
+        latest = ModelCheckpoint(filename="last", enable_version_counter=False)
+        return [best, latest]
+
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+
+    def on_fit_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and all(hasattr(dm, k) for k in ("mean", "std")):
+            self.preprocessing.update(mean=list(dm.mean), std=list(dm.std))
+        if dm is not None and getattr(dm, "image_size", None):
+            self.preprocessing.update(eval_resize(dm.image_size))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record_task(self, checkpoint)
+        checkpoint.update(class_names=self.class_names, category_ids=self.category_ids,
+                          preprocessing=self.preprocessing)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.class_names = checkpoint.get("class_names", self.class_names)
+        self.category_ids = checkpoint.get("category_ids", self.category_ids)
+        self.preprocessing = checkpoint.get("preprocessing", self.preprocessing)
+
+
+def _build_detr(name: str, *, num_classes: int | None, in_chans: int | None, checkpoint: str | None,
+                **overrides: Any) -> nn.Module:
+    sized = {k: v for k, v in {"num_classes": num_classes, "in_chans": in_chans}.items() if v is not None}
+    return create_model(name, checkpoint=checkpoint, **{**sized, **overrides})
+
+
+def _gather(items: list) -> list:
+    """All processes' items (one list), or ``items`` when not distributed."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return items
+    parts: list[list] = [[] for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
