@@ -222,3 +222,17 @@ def test_query_attention_maps_back_to_pixels():
     assert per_query.shape == (2, 8, 64, 96) and per_query.amax() <= 1.0
     assert outputs["pred_logits"].shape == (2, 8, 6)
     assert attention_maps(model, images).shape == (2, 64, 96)
+
+
+def test_backbone_trained_from_scratch_gets_gradients_everywhere():
+    # timm zero-initialises each residual block's last BatchNorm scale; frozen, those branches would never learn.
+    model = create_model("detr_test", backbone_norm="batch", backbone_frozen_stages=-1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, mask = torch.randn(2, 3, 64, 64), torch.ones(2, 64, 64, dtype=torch.bool)
+    for _ in range(2):  # after the first step the zero scales have moved, and every parameter gets a gradient
+        out = model(x, mask)
+        opt.zero_grad()
+        (out["pred_logits"].sum() + out["pred_boxes"].sum()).backward()
+        opt.step()
+    dead = [n for n, p in model.backbone.named_parameters() if p.grad is None or not p.grad.abs().max() > 0]
+    assert not dead

@@ -15,6 +15,7 @@ matching live in ``vitkit.detection``; checkpoints of the official code and of H
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,10 @@ from vitkit.models.registry import register_presets
 class DETRConfig:
     backbone: str = "resnet50"  # any timm CNN with features_only; its last feature map feeds the Transformer
     backbone_frozen_stages: int = 1  # stem + this many stages do not train (timm feature levels; DETR: stem+layer1)
+    # "frozen": BatchNorm with the pretrained statistics, folded into the convolutions (the paper). "batch": ordinary
+    # trainable BatchNorm, for a backbone trained from scratch — frozen fresh statistics would be meaningless, and
+    # timm zero-initialises each residual block's last BN scale, which frozen would keep at zero for good.
+    backbone_norm: Literal["frozen", "batch"] = "frozen"
     backbone_lr_scale: float = 0.1  # backbone lr = 0.1 × Transformer lr (paper: 1e-5 vs 1e-4)
     output_stride: int = 32  # 16 dilates the last stage (the paper's DC5 variant)
     in_chans: int = 3
@@ -188,7 +193,8 @@ def _box_mlp(dim: int) -> nn.Sequential:
 
 
 def _build_backbone(cfg: DETRConfig) -> nn.Module:
-    """timm CNN returning its last feature map, BatchNorm frozen, stem and first stages frozen."""
+    """timm CNN returning its last feature map; BatchNorm frozen (unless ``backbone_norm="batch"``), stem and first
+    stages frozen."""
     import timm
 
     kwargs = {"output_stride": cfg.output_stride} if cfg.output_stride != 32 else {}
@@ -198,8 +204,9 @@ def _build_backbone(cfg: DETRConfig) -> nn.Module:
     except RuntimeError as e:  # timm raises RuntimeError for unknown names and models without features_only
         raise ValueError(f"backbone {cfg.backbone!r} is not a timm model usable with features_only=True ({e}); "
                          f"pick one of timm.list_models(), e.g. 'resnet50'") from e
-    freeze_batch_norm(body)
-    fold_frozen_batch_norm(body)
+    if cfg.backbone_norm == "frozen":
+        freeze_batch_norm(body)
+        fold_frozen_batch_norm(body)
     for p in _frozen_parameters(body, cfg.backbone_frozen_stages):
         p.requires_grad_(False)
     return body.to(memory_format=torch.channels_last)
