@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vitkit.layers import Block, PatchEmbed, drop_path_rates, resample_pos_embed, sincos_2d
+from vitkit.layers.init import trunc_normal_linears_
 from vitkit.models.registry import register_presets
 
 
@@ -92,11 +93,7 @@ class VisionTransformer(nn.Module):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        trunc_normal_linears_(self)
 
     def no_weight_decay(self) -> set[str]:
         """Parameters exempt from weight decay besides biases and norms."""
