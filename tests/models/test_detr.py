@@ -236,3 +236,24 @@ def test_backbone_trained_from_scratch_gets_gradients_everywhere():
         opt.step()
     dead = [n for n, p in model.backbone.named_parameters() if p.grad is None or not p.grad.abs().max() > 0]
     assert not dead
+
+
+def test_backbone_level_feeds_an_earlier_stage():
+    # level 3 of a ResNet is layer3 (stride 16): twice the grid of the last level, and layer4 is not built at all
+    last, mid = create_model("detr_test"), create_model("detr_test", backbone_level=3, backbone_frozen_stages=2)
+    x = torch.randn(1, 3, 64, 96)
+    assert last.forward_backbone(x, None)[0].shape[-2:] == (2, 3)
+    features, valid = mid.forward_backbone(x, None)
+    assert features.shape[-2:] == (4, 6) and valid.shape == (1, 4, 6)
+    assert mid.input_proj.in_channels == features.shape[1]
+    assert not any(n.startswith("backbone.layer4") for n, _ in mid.named_parameters())
+    assert mid(x)["pred_boxes"].shape == (1, 8, 4)
+    frozen = {n.split(".")[1] for n, p in mid.named_parameters() if not p.requires_grad}
+    assert frozen == {"conv1", "layer1", "layer2"}  # stem + 2 stages (BatchNorm folded); layer3 feeds and trains
+    whole = create_model("detr_test", backbone_level=2, backbone_frozen_stages=2)  # up to the fed level: all frozen
+    assert not any(p.requires_grad for n, p in whole.named_parameters() if n.startswith("backbone."))
+
+
+def test_backbone_level_out_of_range_names_the_valid_levels():
+    with pytest.raises(ValueError, match=r"backbone_level=5 is not a feature level of 'test_resnet'; .* 0\.\.4"):
+        create_model("detr_test", backbone_level=5)

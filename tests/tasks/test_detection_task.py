@@ -128,6 +128,33 @@ def test_optimiser_defaults_are_the_papers():
     assert all(g["lr"] == pytest.approx(1e-4) for g in frozen.configure_optimizers()["optimizer"].param_groups)
 
 
+def test_warmup_ramps_each_learning_rate_per_step_and_composes_with_the_drop():
+    config = make_task(warmup_steps=4).configure_optimizers()
+    optimizer, warmup = config["optimizer"], config["lr_scheduler"]
+    assert warmup["interval"] == "step"
+    seen = []
+    for _ in range(6):
+        seen.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        warmup["scheduler"].step()
+    for group, lrs in zip(optimizer.param_groups, zip(*seen, strict=True), strict=True):
+        peak = 1e-5 if lrs[-1] < 5e-5 else 1e-4  # backbone or Transformer group
+        assert lrs == pytest.approx([peak * f for f in (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)]), group
+    optimizers, schedulers = make_task(warmup_steps=4, lr_drop_epoch=2).configure_optimizers()
+    assert [s["interval"] for s in schedulers] == ["step", "epoch"]
+    for _ in range(4):  # through the warm-up, then two epochs: one ×0.1 drop
+        optimizers[0].step()
+        schedulers[0]["scheduler"].step()
+    for _ in range(2):
+        schedulers[1]["scheduler"].step()
+    assert sorted({round(g["lr"], 12) for g in optimizers[0].param_groups}) == pytest.approx([1e-6, 1e-5])
+
+
+def test_negative_warmup_is_rejected():
+    with pytest.raises(ValueError, match="warmup_steps=-1 must be >= 0"):
+        make_task(warmup_steps=-1)
+
+
 def test_predict_step_returns_original_coordinates_and_category_ids():
     task = make_task().eval()
     batch = collate([Shapes(3)[i] for i in range(3)])

@@ -27,7 +27,10 @@ from vitkit.models.registry import register_presets
 
 @dataclass(frozen=True)
 class DETRConfig:
-    backbone: str = "resnet50"  # any timm CNN with features_only; its last feature map feeds the Transformer
+    backbone: str = "resnet50"  # any timm CNN with features_only; its feature map at backbone_level feeds the encoder
+    # timm feature level feeding the Transformer: -1 = the last (the paper). A lower level drops the later stages
+    # (for a ResNet, 3 = layer3 at stride 16 without layer4): a finer, cheaper map for small objects on small images.
+    backbone_level: int = -1
     backbone_frozen_stages: int = 1  # stem + this many stages do not train (timm feature levels; DETR: stem+layer1)
     # "frozen": BatchNorm with the pretrained statistics, folded into the convolutions (the paper). "batch": ordinary
     # trainable BatchNorm, for a backbone trained from scratch — frozen fresh statistics would be meaningless, and
@@ -200,17 +203,27 @@ def _build_backbone(cfg: DETRConfig) -> nn.Module:
 
     kwargs = {"output_stride": cfg.output_stride} if cfg.output_stride != 32 else {}
     try:
-        body = timm.create_model(cfg.backbone, pretrained=False, features_only=True, out_indices=(-1,),
+        body = timm.create_model(cfg.backbone, pretrained=False, features_only=True, out_indices=(cfg.backbone_level,),
                                  in_chans=cfg.in_chans, **kwargs)
     except RuntimeError as e:  # timm raises RuntimeError for unknown names and models without features_only
         raise ValueError(f"backbone {cfg.backbone!r} is not a timm model usable with features_only=True ({e}); "
                          f"pick one of timm.list_models(), e.g. 'resnet50'") from e
+    except IndexError as e:  # timm's error for a feature level it does not have
+        raise ValueError(f"backbone_level={cfg.backbone_level} is not a feature level of {cfg.backbone!r}; "
+                         f"use -1 (the last) or a level in 0..{len(_feature_levels(cfg.backbone)) - 1}") from e
     if cfg.backbone_norm == "frozen":
         freeze_batch_norm(body)
         fold_frozen_batch_norm(body)
     for p in _frozen_parameters(body, cfg.backbone_frozen_stages):
         p.requires_grad_(False)
     return body.to(memory_format=torch.channels_last)
+
+
+def _feature_levels(backbone: str) -> list[dict]:
+    """timm's description (channels, reduction, module) of every feature level of ``backbone``."""
+    import timm
+
+    return timm.create_model(backbone, pretrained=False, features_only=True).feature_info.info
 
 
 def _contiguous_state(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
@@ -221,11 +234,12 @@ def _contiguous_state(module: nn.Module, state_dict: dict, prefix: str, local_me
 
 
 def _frozen_parameters(body: nn.Module, stages: int) -> list[nn.Parameter]:
-    """Parameters up to and including timm feature level ``stages`` (0 = stem); all of them if beyond the last."""
+    """Parameters up to and including timm feature level ``stages`` (0 = stem); all of them from the level that
+    feeds the Transformer on."""
     if stages < 0:
         return []
     info = body.feature_info.info
-    if stages >= len(info) - 1:
+    if stages >= body.feature_info.out_indices[-1] % len(info):
         return list(body.parameters())
     target = info[stages]["module"]
     names = [n for n, _ in body.named_modules()]

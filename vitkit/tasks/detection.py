@@ -60,6 +60,8 @@ class DetectionTask(L.LightningModule):
             ``lr_scale`` (0.1 for DETR presets). ``grad_clip`` is the max gradient norm (Trainer's
             ``gradient_clip_val`` wins when set).
         lr_drop_epoch: multiply the learning rates by 0.1 after this many epochs (the paper: 200 of 300).
+        warmup_steps: raise the learning rates linearly from 1/warmup_steps of their value to it over this many
+            optimiser steps (0: none, as the paper). Helps higher rates than the paper's when training from scratch.
         freeze_backbone: train only the Transformer and heads (fine-tuning on small data).
         eos_coef, weight_ce, weight_bbox, weight_giou: criterion settings (matcher costs use the same weights).
         predictions_file: COCO-results JSON written under the run's log folder after each validation.
@@ -81,6 +83,7 @@ class DetectionTask(L.LightningModule):
         weight_decay: float = 1e-4,
         grad_clip: float = 0.1,
         lr_drop_epoch: int | None = None,
+        warmup_steps: int = 0,
         freeze_backbone: bool = False,
         eos_coef: float = 0.1,
         weight_ce: float = 1.0,
@@ -100,6 +103,8 @@ class DetectionTask(L.LightningModule):
         if not len(self.category_ids) == len(self.class_names) == self.num_classes:
             raise ValueError(f"num_classes={self.num_classes}, {len(self.category_ids)} category ids and "
                              f"{len(self.class_names)} class names disagree; they must describe the same classes")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps={warmup_steps} must be >= 0 (0: no warm-up)")
         if freeze_backbone:
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)
@@ -193,7 +198,9 @@ class DetectionTask(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------------------------
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> dict | tuple[list, list]:
+        """AdamW; a per-step linear warm-up (``warmup_steps``) and a per-epoch ×0.1 drop (``lr_drop_epoch``), each
+        when set. Both schedules scale the rates in place (chainable), so they compose."""
         lr, lr_backbone = self.hparams.lr, self.hparams.lr_backbone
         if lr_backbone is not None:
             def scale(name: str) -> float:
@@ -204,10 +211,17 @@ class DetectionTask(L.LightningModule):
         for group in groups:
             group["lr"] = lr * group["lr_scale"]
         optimizer = torch.optim.AdamW(groups, lr=lr)
-        if not self.hparams.lr_drop_epoch:
-            return {"optimizer": optimizer}
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, self.hparams.lr_drop_epoch, gamma=0.1)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        schedulers = []
+        if self.hparams.warmup_steps:
+            warmup = self.hparams.warmup_steps
+            ramp = torch.optim.lr_scheduler.LinearLR(optimizer, 1 / warmup, 1.0, total_iters=warmup - 1)
+            schedulers.append({"scheduler": ramp, "interval": "step"})
+        if self.hparams.lr_drop_epoch:
+            drop = torch.optim.lr_scheduler.StepLR(optimizer, self.hparams.lr_drop_epoch, gamma=0.1)
+            schedulers.append({"scheduler": drop, "interval": "epoch"})
+        if len(schedulers) > 1:  # Lightning's dict form holds one scheduler
+            return [optimizer], schedulers
+        return {"optimizer": optimizer, **({"lr_scheduler": schedulers[0]} if schedulers else {})}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
