@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vitkit.layers import Block, PatchEmbed, drop_path_rates, resample_pos_embed, sincos_2d
+from vitkit.layers.checkpointing import run_block
 from vitkit.models.registry import register_presets
 
 
@@ -77,11 +78,16 @@ class VisionTransformer(nn.Module):
         self.fc_norm = norm_layer(cfg.dim) if use_fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cfg.dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        self.grad_checkpointing = False
         self.init_weights()
 
     @property
     def num_features(self) -> int:
         return self.config.dim
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations (``layers.checkpointing``)."""
+        self.grad_checkpointing = enable
 
     def init_weights(self) -> None:
         """Truncated-normal(0.02) linears and tables, zero biases, as in the reference JAX implementation."""
@@ -127,7 +133,8 @@ class VisionTransformer(nn.Module):
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + h·w, C)
         x = self.pos_drop(x + self.pos_embed_for(grid))
-        x = self.blocks(x)
+        for block in self.blocks:
+            x = run_block(block, x, checkpoint=self.grad_checkpointing)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
