@@ -155,6 +155,8 @@ class VisionDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.seed = seed
         self._datasets: dict[str, FormattedDataset] = {}
+        self._train_loader: ResumableLoader | None = None
+        self._resume_position: dict[str, Any] | None = None  # from a checkpoint, for the next training loader
 
     # -- what the task needs to know before any data is loaded -----------------------------------------------------
     @property
@@ -222,11 +224,15 @@ class VisionDataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset_name, "class_names": self.class_names, "category_ids": self.category_ids,
-                "in_chans": self.in_chans, "image_size": self.image_size, "mean": list(self.mean),
-                "std": list(self.std)}
+        state = {"dataset": self.dataset_name, "class_names": self.class_names, "category_ids": self.category_ids,
+                 "in_chans": self.in_chans, "image_size": self.image_size, "mean": list(self.mean),
+                 "std": list(self.std)}
+        if self._train_loader is not None:  # where training is in the data (vitkit.data.sampling)
+            state["train_position"] = self._train_loader.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
         saved = list(state_dict.get("class_names", self.class_names))
         saved_ids = list(state_dict.get("category_ids", self.category_ids))
         if saved == self.class_names and saved_ids != self.category_ids:
@@ -283,8 +289,13 @@ class VisionDataModule(L.LightningDataModule):
         sampler = ResumableSampler(len(data), seed=self.seed, num_replicas=trainer.world_size if trainer else 1,
                                    rank=rank)
         # equal-sized steps, unless that would leave none
-        return ResumableLoader(data, sampler=sampler, batch_size=batch_size, drop_last=len(sampler) > batch_size,
-                               **common)
+        loader = ResumableLoader(data, sampler=sampler, batch_size=batch_size, drop_last=len(sampler) > batch_size,
+                                 **common)
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        self._train_loader = loader
+        return loader
 
     def teardown(self, stage: str) -> None:
         for split, data in self._datasets.items():

@@ -12,11 +12,14 @@ generator has run:
   sample from ``(seed, epoch, index)`` (``vitkit.data.formats.FormattedDataset``), so a sample's crop or flip does
   not depend on the worker that loads it, the number of processes, or a restart.
 
-``ResumableLoader`` is a ``DataLoader`` that counts the batches it has handed out this epoch. Lightning saves its
-``state_dict`` in every checkpoint, mid-epoch ones included, and calls ``load_state_dict`` before iterating again
-when a run resumes (``FitLoop`` restores "stateful" loaders); the sampler then starts the epoch after the batches
-already trained on, without reading them. Everything else random in a run (dropout, mixup) lives in the global
-generators, which ``vitkit.training.rng_state`` saves and restores.
+``ResumableLoader`` is a ``DataLoader`` that counts the batches it has handed out this epoch; its ``state_dict`` is
+that position, and after ``load_state_dict`` the sampler starts the epoch after the batches already trained on,
+without reading them. The datamodule saves the position with its own state in every checkpoint and restores it into
+the next training loader it builds (``VisionDataModule.state_dict``). Lightning would do the same for any "stateful"
+loader, but it restores loader states only when it builds the loader after loading the checkpoint's loop states;
+a task whose ``configure_optimizers`` asks for ``trainer.estimated_stepping_batches`` has the loader built before
+that (Lightning 2.6), and the saved position would be silently ignored. Everything else random in a run (dropout,
+mixup) lives in the global generators, which ``vitkit.training.rng_state`` saves and restores.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class ResumableSampler(DistributedSampler):
         self._skip = 0  # positions of this process's shard to pass over in the next iteration (a resumed epoch)
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._skip = 0  # a restored position belongs to the epoch it was saved in
         self.epoch = epoch
 
     def skip_next(self, positions: int) -> None:
@@ -95,8 +100,9 @@ class ResumableLoader(DataLoader):
 
     def state_dict(self) -> dict[str, Any]:
         s = self.sampler
-        return {"epoch": self._epoch, "batches": self._batches, "batch_size": self.batch_size,
-                "num_replicas": s.num_replicas, "seed": s.seed}
+        epoch, batches = (self._epoch + 1, 0) if self._batches >= len(self) else (self._epoch, self._batches)
+        return {"epoch": epoch, "batches": batches, "batch_size": self.batch_size, "num_replicas": s.num_replicas,
+                "seed": s.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         s = self.sampler
