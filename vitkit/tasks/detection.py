@@ -182,8 +182,9 @@ class DetectionTask(L.LightningModule):
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, prog_bar=name in ("AP", "AP50"), sync_dist=False)
         self.last_predictions = results
-        if self.hparams.predictions_file and self.trainer.is_global_zero and self.trainer.log_dir:
-            self.export_predictions(Path(self.trainer.log_dir) / self.hparams.predictions_file)
+        log_dir = self.trainer.log_dir  # on every process: Lightning broadcasts it from rank zero
+        if self.hparams.predictions_file and self.trainer.is_global_zero and log_dir:
+            self.export_predictions(Path(log_dir) / self.hparams.predictions_file)
 
     def _ground_truth(self, stage: str, records: list[dict]):
         source = getattr(self.trainer.datamodule, "coco_ground_truth", None) if self._trainer else None

@@ -125,9 +125,10 @@ class GenerationTask(L.LightningModule):
         trainer = self.trainer
         if self.hparams.num_samples <= 0 or trainer.sanity_checking or trainer.fast_dev_run:
             return
+        log_dir = trainer.log_dir  # on every process: Lightning broadcasts it from rank zero
         if trainer.is_global_zero:
             name = f"epoch{self.current_epoch:03d}-step{self.global_step:06d}.png"  # several validations per epoch
-            self.write_sample_grid(Path(trainer.log_dir or trainer.default_root_dir) / "samples" / name)
+            self.write_sample_grid(Path(log_dir or trainer.default_root_dir) / "samples" / name)
 
     def sample_images(self, num: int, *, temperature: float = 1.0, seed: int = 0) -> tuple[Tensor, int]:
         """``num`` samples ``uint8 (B, C, H, W)`` and the grid width: one column per class when conditional."""

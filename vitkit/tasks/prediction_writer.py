@@ -26,6 +26,7 @@ class ClassificationPredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer, pl_module, predictions: list[dict[str, Any]], batch_indices) -> None:
         rows = _gather_rows(_rows(predictions, batch_indices[0] if batch_indices else []))
+        log_dir = trainer.log_dir  # on every process: Lightning broadcasts it from rank zero
         if not trainer.is_global_zero or not rows:
             return
         names = pl_module.class_names
@@ -35,7 +36,7 @@ class ClassificationPredictionWriter(BasePredictionWriter):
         for index in sorted(rows):
             pred, conf, label = rows[index]
             writer.writerow([index, pred, names[pred], f"{conf:.6f}", label])
-        atomic_write_text(Path(trainer.log_dir or trainer.default_root_dir) / "predictions.csv", text.getvalue())
+        atomic_write_text(Path(log_dir or trainer.default_root_dir) / "predictions.csv", text.getvalue())
 
 
 def _rows(predictions: list[dict[str, Any]], indices: list[list[int]]) -> dict[int, tuple[int, float, Any]]:
