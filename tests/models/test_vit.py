@@ -115,3 +115,12 @@ def test_unknown_preset_and_field():
         create_model("vit_test", embed_dim=64)
     with pytest.raises(ValueError, match="divisible by patch_size"):
         create_model("vit_test", img_size=30)
+
+
+def test_pruned_last_block_gives_the_logits_of_the_full_pass():
+    model = create_model("vit_test", drop_path_rate=0.0).eval()
+    x = torch.randn(3, 3, 32, 32)
+    assert (model(x) - model.forward_head(model.forward_features(x))).abs().max() <= 1e-6
+    model.train()  # and every parameter still receives a gradient through the pruned block
+    model(x).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

@@ -4,8 +4,10 @@ The count runs on the reference attention path, so the ``Q Kᵀ`` and ``weights 
 that the counter sees (some FLOP counters skip fused attention kernels, which understates Transformers against
 convolutional hybrids). Models from elsewhere (timm) that call the fused kernel are counted too: PyTorch's counter
 knows the CUDA kernels but not the CPU one (``_scaled_dot_product_flash_attention_for_cpu``), which is given the
-same formula here. Following the papers (ViT, CvT, DETR), one multiply-add counts as one FLOP: the counter's
-total, which counts two per multiply-add, is halved.
+same formula here. Models with ``forward_features`` / ``forward_head`` are counted through those, every token through
+every block (the papers' count), even where ``forward`` skips work the head does not read. Following the papers
+(ViT, CvT, DETR), one multiply-add counts as one FLOP: the counter's total, which counts two per multiply-add, is
+halved.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ def count_gflops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
             m.fused = False
         model.eval()
         with FlopCounterMode(display=False, custom_mapping=_FUSED_CPU_ATTENTION) as counter:
-            model(x)
+            if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+                model.forward_head(model.forward_features(x))  # every token through every block, as papers count
+            else:
+                model(x)
     finally:
         for m, fused in zip(attentions, saved, strict=True):
             m.fused = fused

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         preset = get_preset(name)
         fields = {f.name: getattr(preset.config, f.name) for f in dataclasses.fields(preset.config)}
-        shape = _input_shape(fields)
+        shape = _input_shape(fields) or getattr(preset.model_cls, "reference_input_shape", None)
         with torch.device("meta"):
             params = sum(p.numel() for p in create_model(name).parameters())
         flops = "-" if args.no_flops or shape is None else f"{count_gflops(create_model(name), shape):.2f}"

@@ -176,13 +176,17 @@ class Attention(nn.Module):
             qkv = F.linear(query, w, b).reshape(B, Nq, 3, self.num_heads, self.head_dim)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 × (B, nh, N, hd)
             return q, k, v
-        ws = w.chunk(3)
-        bs = (None,) * 3 if b is None else b.chunk(3)
-        if key is query:  # DETR self-attention: queries and keys share their input
-            q, k = F.linear(query, torch.cat(ws[:2]), None if b is None else torch.cat(bs[:2])).chunk(2, dim=-1)
+        def rows(start: int, stop: int) -> tuple[Tensor, Tensor | None]:  # blocks of the (3C, C) projection
+            return w[start * C : stop * C], None if b is None else b[start * C : stop * C]
+
+        if key is query:  # DETR self-attention: queries and keys share their input, one matmul for both
+            q, k = F.linear(query, *rows(0, 2)).chunk(2, dim=-1)
+            v = F.linear(value, *rows(2, 3))
+        elif key is value:  # keys and values share their input (local blocks, a query subset): one matmul
+            q = F.linear(query, *rows(0, 1))
+            k, v = F.linear(key, *rows(1, 3)).chunk(2, dim=-1)
         else:
-            q, k = F.linear(query, ws[0], bs[0]), F.linear(key, ws[1], bs[1])
-        v = F.linear(value, ws[2], bs[2])
+            q, k, v = (F.linear(t, *rows(i, i + 1)) for i, t in enumerate((query, key, value)))
         return self._heads(q), self._heads(k), self._heads(v)
 
     def _heads(self, x: Tensor) -> Tensor:

@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 
-def run_block(block: nn.Module, *args: Any, checkpoint: bool, **kwargs: Any) -> Any:
-    """``block(*args, **kwargs)``, checkpointed when ``checkpoint`` and the block is training with gradients on."""
+def run_block(block: nn.Module, *args: Any, checkpoint: bool, method: str = "__call__", **kwargs: Any) -> Any:
+    """``block.<method>(*args, **kwargs)`` (by default ``block(...)``), checkpointed when ``checkpoint`` and the block
+    is training with gradients on."""
+    call = getattr(block, method)
     if checkpoint and block.training and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False, **kwargs)
-    return block(*args, **kwargs)
+        return torch.utils.checkpoint.checkpoint(call, *args, use_reentrant=False, **kwargs)
+    return call(*args, **kwargs)

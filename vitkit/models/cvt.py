@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from vitkit.layers import Attention, ConvEmbed, DropPath, Mlp, drop_path_rates
 from vitkit.layers.checkpointing import run_block
+from vitkit.layers.init import trunc_normal_linears_
 from vitkit.models.registry import register_presets
 
 
@@ -209,11 +210,7 @@ class CvT(nn.Module):
 
     def init_weights(self) -> None:
         """Truncated-normal(0.02) linears and class token, zero biases (official CvT); convs keep PyTorch's init."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        trunc_normal_linears_(self)
         for stage in self.stages:
             if stage.cls_token is not None:
                 nn.init.trunc_normal_(stage.cls_token, std=0.02)

@@ -75,6 +75,7 @@ class DETR(nn.Module):
 
     # Fine-tuning to another class count re-initialises the class head only (the box MLP is class-agnostic).
     reinit_prefixes = ("class_head.",)
+    reference_input_shape = (3, 800, 1066)  # for `vitkit models`: a COCO image at the paper's evaluation scale
 
     def __init__(self, config: DETRConfig) -> None:
         super().__init__()

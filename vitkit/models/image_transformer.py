@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from vitkit.errors import ConfigError
 from vitkit.layers import Attention, KVCache, Mlp
 from vitkit.layers.checkpointing import run_block
+from vitkit.layers.init import trunc_normal_linears_
 from vitkit.layers.local_attention import LocalLayout, block_raster_order
 from vitkit.models.registry import register_presets
 
@@ -146,12 +147,9 @@ class ImageTransformer(nn.Module):
 
     def init_weights(self) -> None:
         """Normal(0.02) tables and start vector, truncated-normal(0.02) linears with zero biases."""
+        trunc_normal_linears_(self)
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Embedding):
+            if isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=0.02)
         nn.init.normal_(self.start, std=0.02)
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from vitkit.layers import Block, PatchEmbed, drop_path_rates, resample_pos_embed, sincos_2d
 from vitkit.layers.checkpointing import run_block
+from vitkit.layers.init import trunc_normal_linears_
 from vitkit.models.registry import register_presets
 
 
@@ -98,11 +99,7 @@ class VisionTransformer(nn.Module):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        trunc_normal_linears_(self)
 
     def no_weight_decay(self) -> set[str]:
         """Parameters exempt from weight decay besides biases and norms."""
@@ -128,14 +125,7 @@ class VisionTransformer(nn.Module):
         return resample_pos_embed(self.pos_embed, grid, self.grid, num_prefix_tokens=self.num_prefix_tokens)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        grid = self.patch_embed.grid_size(x.shape[-2], x.shape[-1])
-        x = self.patch_embed(x)  # (B, h·w, C)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + h·w, C)
-        x = self.pos_drop(x + self.pos_embed_for(grid))
-        for block in self.blocks:
-            x = run_block(block, x, checkpoint=self.grad_checkpointing)
-        return self.norm(x)
+        return self.norm(self._run_blocks(self._embed(x), self.blocks))
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
         if self.config.global_pool == "avg":
@@ -146,7 +136,26 @@ class VisionTransformer(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
+        if self.config.global_pool == "avg" or self.config.depth == 0:
+            return self.forward_head(self.forward_features(x))
+        # The head reads only the class token, so the last block computes only its output (attending to all tokens):
+        # the same logits for about 1/depth less work, in training too (every parameter still takes part).
+        x = self._run_blocks(self._embed(x), self.blocks[:-1])
+        x = run_block(self.blocks[-1], x, 1, checkpoint=self.grad_checkpointing, method="forward_prefix")  # (B, 1, C)
+        return self.forward_head(self.norm(x))
+
+    def _run_blocks(self, x: Tensor, blocks: nn.Sequential) -> Tensor:
+        for block in blocks:
+            x = run_block(block, x, checkpoint=self.grad_checkpointing)
+        return x
+
+    def _embed(self, x: Tensor) -> Tensor:
+        """Patch tokens with the class token and position embeddings: ``(B, C_in, H, W)`` → ``(B, P + h·w, C)``."""
+        grid = self.patch_embed.grid_size(x.shape[-2], x.shape[-1])
+        x = self.patch_embed(x)  # (B, h·w, C)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + h·w, C)
+        return self.pos_drop(x + self.pos_embed_for(grid))
 
 
 def _timm_like(dim: int, depth: int, num_heads: int) -> ViTConfig:

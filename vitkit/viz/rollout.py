@@ -37,7 +37,7 @@ def vit_rollout_maps(model: nn.Module, images: Tensor) -> Tensor:
     H, W = images.shape[-2:]
     h, w = model.patch_embed.grid_size(H, W)
     with capture_attention(model) as captured:
-        model(images)
+        model.forward_features(images)  # every token through every block (forward() prunes the last one)
     weights = [calls[0] for calls in captured.values()]
     rel = attention_rollout(weights, num_prefix_tokens=model.num_prefix_tokens).reshape(-1, 1, h, w)
     maps = F.interpolate(rel, size=(H, W), mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
