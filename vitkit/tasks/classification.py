@@ -50,7 +50,8 @@ class ClassificationTask(L.LightningModule):
             too (``val_ema/acc1``); ``None``: off. ema_warmup: ramp the decay up early on (short runs need it).
         layer_decay: layer-wise lr decay factor (e.g. 0.75): ViT, CvT and timm models; ``None``: off.
         drop_path_rate: stochastic-depth rate for a named model (overrides the preset's); ``None``: the preset's.
-        compile: compile the model with ``torch.compile`` when the trainer sets it up (``vitkit.training.switches``).
+        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
+            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
         grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
         nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
             (``vitkit.training.nonfinite``).
@@ -81,7 +82,7 @@ class ClassificationTask(L.LightningModule):
         ema_warmup: bool = True,
         layer_decay: float | None = None,
         drop_path_rate: float | None = None,
-        compile: bool = False,
+        compile: bool | dict[str, Any] = False,
         grad_checkpointing: bool = False,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
@@ -122,7 +123,7 @@ class ClassificationTask(L.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         images, labels = batch["image"], batch["label"]
         if self.mixup is not None and self.mixup.mixup_enabled:
             if len(labels) % 2:
@@ -134,8 +135,10 @@ class ClassificationTask(L.LightningModule):
         else:
             logits = self(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        self._log("train", loss, logits, labels)
-        return checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss)
+        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss)
+        if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
+            self._log("train", loss, logits, labels)
+        return checked
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.model)
@@ -190,7 +193,7 @@ class ClassificationTask(L.LightningModule):
 
     def configure_model(self) -> None:
         if self.hparams.compile:
-            compile_in_place(self.model)
+            compile_in_place(self.model, self.hparams.compile)
 
     def configure_optimizers(self) -> dict:
         scale = layer_decay_scale(self.model, self.hparams.layer_decay) if self.hparams.layer_decay else None

@@ -66,7 +66,8 @@ class DetectionTask(L.LightningModule):
         freeze_backbone: train only the Transformer and heads (fine-tuning on small data).
         eos_coef, weight_ce, weight_bbox, weight_giou: criterion settings (matcher costs use the same weights).
         predictions_file: COCO-results JSON written under the run's log folder after each validation.
-        compile: compile the model with ``torch.compile`` when the trainer sets it up (``vitkit.training.switches``).
+        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
+            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
         grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
         nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
             (``vitkit.training.nonfinite``).
@@ -94,7 +95,7 @@ class DetectionTask(L.LightningModule):
         weight_bbox: float = 5.0,
         weight_giou: float = 2.0,
         predictions_file: str | None = "predictions_val.json",
-        compile: bool = False,
+        compile: bool | dict[str, Any] = False,
         grad_checkpointing: bool = False,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
@@ -128,11 +129,18 @@ class DetectionTask(L.LightningModule):
     # -- training and evaluation ----------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
-        losses = self.criterion(self(batch["image"], batch["pixel_mask"]), batch["targets"])
-        self._log_losses(losses, "train", len(batch["targets"]))
-        ids = [int(t["image_id"]) for t in batch["targets"]]
-        return checked_loss(self, losses["loss"], batch_idx, policy=self.hparams.nonfinite_loss,
-                            about=f"image ids {ids}")
+        outputs = self(batch["image"], batch["pixel_mask"])
+        about = f"image ids {[int(t['image_id']) for t in batch['targets']]}"
+        try:
+            losses = self.criterion(outputs, batch["targets"])
+            loss = losses["loss"]
+        except FloatingPointError as e:  # the matcher cannot match non-finite predictions: the loss is not finite
+            losses, loss = None, outputs["pred_logits"].new_full((), float("nan"))
+            about += f"; {e}"
+        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss, about=about)
+        if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
+            self._log_losses(losses, "train", len(batch["targets"]))
+        return checked
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -207,7 +215,7 @@ class DetectionTask(L.LightningModule):
 
     def configure_model(self) -> None:
         if self.hparams.compile:
-            compile_in_place(self.model)
+            compile_in_place(self.model, self.hparams.compile)
 
     def configure_optimizers(self) -> dict:
         lr, lr_backbone = self.hparams.lr, self.hparams.lr_backbone

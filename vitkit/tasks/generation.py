@@ -51,7 +51,8 @@ class GenerationTask(L.LightningModule):
         num_samples: images in the validation sample grid (0: no grid).
         temperature: sampling temperature of the grid.
         sample_seed: seed of the grid, the same at every validation so epochs can be compared.
-        compile: compile the model with ``torch.compile`` when the trainer sets it up (``vitkit.training.switches``).
+        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
+            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
         grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
         nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
             (``vitkit.training.nonfinite``).
@@ -76,7 +77,7 @@ class GenerationTask(L.LightningModule):
         num_samples: int = 16,
         temperature: float = 1.0,
         sample_seed: int = 0,
-        compile: bool = False,
+        compile: bool | dict[str, Any] = False,
         grad_checkpointing: bool = False,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
@@ -102,7 +103,11 @@ class GenerationTask(L.LightningModule):
         return self.model(images, labels if self.conditional else None)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
-        return checked_loss(self, self._shared_step(batch, "train"), batch_idx, policy=self.hparams.nonfinite_loss)
+        bpd, loss = self._bpd_and_loss(batch)
+        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss)
+        if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
+            self._log_stage("train", bpd, loss, len(batch["image"]))
+        return checked
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
@@ -111,15 +116,21 @@ class GenerationTask(L.LightningModule):
         self._shared_step(batch, "test")
 
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        bpd, loss = self._bpd_and_loss(batch)
+        self._log_stage(stage, bpd, loss, len(batch["image"]))
+        return loss
+
+    def _bpd_and_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         images = batch["image"]
         if self.conditional and "label" not in batch:
             raise ValueError("a class-conditional model needs labelled batches; this dataset has no labels")
         bpd = bits_per_dim(self(images, batch.get("label")), images).mean()
-        loss = bpd * math.log(2)  # mean NLL in nats per sub-pixel: the quantity minimised
-        train, n = stage == "train", len(images)  # evaluation values are averaged over all processes
+        return bpd, bpd * math.log(2)  # the loss: mean NLL in nats per sub-pixel, the quantity minimised
+
+    def _log_stage(self, stage: str, bpd: Tensor, loss: Tensor, n: int) -> None:
+        train = stage == "train"  # evaluation values are averaged over all processes
         self.log(f"{stage}/bpd", bpd, on_step=train, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=not train)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=not train)
-        return loss
 
     def on_validation_epoch_end(self) -> None:
         trainer = self.trainer
@@ -150,7 +161,7 @@ class GenerationTask(L.LightningModule):
 
     def configure_model(self) -> None:
         if self.hparams.compile:
-            compile_in_place(self.model)
+            compile_in_place(self.model, self.hparams.compile)
 
     def configure_optimizers(self) -> dict:
         groups = param_groups(self.model, weight_decay=self.hparams.weight_decay)
