@@ -18,6 +18,7 @@ running pickled code (``--ckpt_path`` included); each process's random states tr
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from vitkit.data import DataError, VisionDataModule
 from vitkit.training.atomic import AtomicCheckpointIO
 from vitkit.training.resume import StepCheckpoint, find_last_checkpoint
 from vitkit.training.rng_state import RngStateCallback
+from vitkit.weights.io import load_pickle_safely
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,16 @@ class VitkitCLI(LightningCLI):
                             help="also rewrite checkpoints/last.ckpt every N optimiser steps (mid-epoch resume)")
         for source, target in LINKED.items():
             parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads a --ckpt_path file's hyper-parameters with torch.load(weights_only=True) before anything
+        # else; a file it refuses (pickled code) or cannot read surfaces as a raw torch traceback. Re-reading it the
+        # way vitkit reads every checkpoint turns that into an error naming the file and what to do.
+        try:
+            super()._parse_ckpt_path()
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+            load_pickle_safely(self.config[self.config.subcommand]["ckpt_path"])  # raises CheckpointError
+            raise e
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
