@@ -28,26 +28,27 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _child(args: list[str], kill_at_step: int | None) -> int:
+def _child(args: list[str], callbacks: list[Callback]) -> int:
     torch.set_num_threads(1)  # as DataLoader workers do after a fork; also the same arithmetic in every run
-    if kill_at_step is not None:
+    if callbacks:
         import vitkit.trainer
 
         plain = vitkit.trainer.VitkitCLI.instantiate_trainer
 
-        def with_killer(self, **kwargs):
+        def with_callbacks(self, **kwargs):
             trainer = plain(self, **kwargs)
-            trainer.callbacks.append(KillAtStep(kill_at_step))
+            trainer.callbacks.extend(callbacks)
             return trainer
 
-        vitkit.trainer.VitkitCLI.instantiate_trainer = with_killer  # in the child only
+        vitkit.trainer.VitkitCLI.instantiate_trainer = with_callbacks  # in the child only
     from vitkit.cli import main
 
     return main(args)
 
 
-def run_forked(args: list[str], *, kill_at_step: int | None = None) -> int:
-    """Run ``vitkit <args>`` in a forked child; its exit status (``-SIGKILL`` when killed)."""
+def run_forked(args: list[str], *, callbacks: list[Callback] = ()) -> int:
+    """Run ``vitkit <args>`` in a forked child, with extra trainer ``callbacks``; its exit status (``-SIGKILL`` when
+    killed)."""
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
     sys.stdout.flush()
@@ -56,7 +57,7 @@ def run_forked(args: list[str], *, kill_at_step: int | None = None) -> int:
     if pid == 0:  # the child: never return into pytest
         code = 1
         try:
-            code = _child(args, kill_at_step)
+            code = _child(args, list(callbacks))
         except BaseException:
             traceback.print_exc()
         finally:
@@ -65,6 +66,23 @@ def run_forked(args: list[str], *, kill_at_step: int | None = None) -> int:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def task_args(task: str, detection_root: Path) -> list[str]:
+    """Small runs of each task: the digits configs on tiny presets, with dropout (and for classification stochastic
+    depth and mixup) on; detection on ``detection_root`` (the ``small_detection_root`` fixture) at 48 pixels."""
+    if task == "classification":
+        return ["-c", str(ROOT / "configs/vit/digits.yaml"), "--data.batch_size", "32",
+                "--model.init_args.drop_path_rate", "0.1", "--model.init_args.mixup_alpha", "0.2"]
+    if task == "generation":
+        return ["-c", str(ROOT / "configs/image_transformer/digits.yaml"), "--data.batch_size", "16",
+                "--model.init_args.model", "image_transformer_test", "--model.init_args.num_samples", "0",
+                "--model.init_args.model_kwargs", '{"drop_rate": 0.1}']
+    return ["-c", str(ROOT / "configs/detr/digits.yaml"), "--trainer.max_time", "null",
+            "--data.dataset", "coco", "--data.root", str(detection_root), "--data.image_size", "48",
+            "--data.train_ann", "annotations/instances_train.json", "--data.val_ann", "annotations/instances_val.json",
+            "--data.train_images", "train", "--data.val_images", "val", "--data.batch_size", "4",
+            "--model.init_args.model", "detr_test", "--model.init_args.model_kwargs", '{"num_queries": 6}']
 
 
 def validation_rows(run_dir: Path) -> list[dict[str, float]]:

@@ -1,10 +1,11 @@
 """A run killed with SIGKILL mid-epoch and resumed with ``--ckpt_path last`` ends exactly where an uninterrupted run
 ends: the same weights (bit for bit) and the same validation metrics, for each task.
 
-Each run is a forked child (``conftest.run_forked``): an uninterrupted run A, a run B killed by SIGKILL right after
+Each run is a forked child (``forked.run_forked``): an uninterrupted run A, a run B killed by SIGKILL right after
 optimiser step 14 (the last checkpoint was written at step 12, mid-way through the second epoch, so two steps are
-lost and redone), and B resumed. Deterministic mode, CPU, one thread. The configs switch on the randomness a resume
-could get wrong: augmentation, stochastic depth and mixup (classification), dropout (generation, detection).
+lost and redone), and B resumed. Deterministic mode, CPU, one thread. The configs (``forked.task_args``) switch on the
+randomness a resume could get wrong: augmentation, stochastic depth and mixup (classification), dropout
+(generation, detection).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 
 import pytest
 import torch
-from forked import ROOT, run_forked, validation_rows
+from forked import KillAtStep, run_forked, task_args, validation_rows
 
 from vitkit.weights.io import load_pickle_safely
 
@@ -25,26 +26,11 @@ COMMON = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "10", "-
 KILL_AT = 14
 
 
-def _task_args(task: str, detection_root) -> list[str]:
-    if task == "classification":
-        return ["-c", str(ROOT / "configs/vit/digits.yaml"), "--data.batch_size", "32",
-                "--model.init_args.drop_path_rate", "0.1", "--model.init_args.mixup_alpha", "0.2"]
-    if task == "generation":
-        return ["-c", str(ROOT / "configs/image_transformer/digits.yaml"), "--data.batch_size", "16",
-                "--model.init_args.model", "image_transformer_test", "--model.init_args.num_samples", "0",
-                "--model.init_args.model_kwargs", '{"drop_rate": 0.1}']
-    return ["-c", str(ROOT / "configs/detr/digits.yaml"), "--trainer.max_time", "null",
-            "--data.dataset", "coco", "--data.root", str(detection_root), "--data.image_size", "48",
-            "--data.train_ann", "annotations/instances_train.json", "--data.val_ann", "annotations/instances_val.json",
-            "--data.train_images", "train", "--data.val_images", "val", "--data.batch_size", "4",
-            "--model.init_args.model", "detr_test", "--model.init_args.model_kwargs", '{"num_queries": 6}']
-
-
 @pytest.mark.parametrize("task", ["classification", "generation", "detection"])
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(task, tmp_path, small_detection_root):
-    args = ["fit", *_task_args(task, small_detection_root), *COMMON, f"--trainer.default_root_dir={tmp_path}"]
+    args = ["fit", *task_args(task, small_detection_root), *COMMON, f"--trainer.default_root_dir={tmp_path}"]
     assert run_forked([*args, "--run_name", "whole"]) == 0
-    assert run_forked([*args, "--run_name", "cut"], kill_at_step=KILL_AT) == -signal.SIGKILL
+    assert run_forked([*args, "--run_name", "cut"], callbacks=[KillAtStep(KILL_AT)]) == -signal.SIGKILL
     killed = tmp_path / "cut" / "version_0"
     assert load_pickle_safely(killed / "checkpoints" / "last.ckpt")["global_step"] == 12  # mid-epoch 2
     assert not list(killed.glob("checkpoints/.*tmp*")), "a half-written checkpoint was left behind"
