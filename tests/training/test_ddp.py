@@ -81,3 +81,18 @@ def test_two_processes_validate_like_one(tmp_path, small_detection_root):
         two = validation_rows(tmp_path / f"{task}_ddp" / "version_0")[-1]
         for key, rtol in tolerances.items():
             assert two[key] == pytest.approx(one[key], rel=rtol, abs=1e-6), (task, key, one, two)
+
+
+@pytest.mark.slow
+def test_lightning_launches_the_ddp_config_itself(tmp_path):
+    """``vitkit fit -c configs/vit/digits_ddp.yaml``: Lightning starts the second process (no torchrun)."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    command = [sys.executable, "-m", "vitkit.cli", "fit", "-c", str(ROOT / "configs/vit/digits_ddp.yaml"),
+               "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2",
+               "--trainer.enable_progress_bar", "false", f"--trainer.default_root_dir={tmp_path}"]
+    done = _run_group(command, env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in done.stderr
+    rows = validation_rows(tmp_path / "vit_digits_ddp" / "version_0")
+    assert rows and 0.0 <= rows[-1]["val/acc1"] <= 1.0
