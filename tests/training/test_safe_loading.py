@@ -53,3 +53,14 @@ def test_export_and_load_task_refuse_a_crafted_checkpoint(crafted, tmp_path, cap
     assert not marker.exists() and not (tmp_path / "m.safetensors").exists()
     torch.load(path, weights_only=False)  # the payload is live: unpickling it without the guard runs it
     assert marker.exists()
+
+
+def test_resuming_from_a_truncated_checkpoint_names_it(trained_checkpoints, tmp_path, capfd):
+    path = tmp_path / "cut.ckpt"
+    data = trained_checkpoints["classification"].read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    args = ["fit", "-c", str(ROOT / "configs/vit/digits.yaml"), f"--trainer.default_root_dir={tmp_path}",
+            "--ckpt_path", str(path)]
+    assert run_forked(args) == 2
+    err = capfd.readouterr().err
+    assert f"vitkit: error: {path}: not a readable PyTorch checkpoint" in err and "Traceback" not in err, err[-2000:]
