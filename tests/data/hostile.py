@@ -1,6 +1,6 @@
 """A corpus of hostile and unusual image files, written by the tests (``write_corpus``), with what vitkit must make
 of each: the RGB pixels it should read (``GOOD``: exactly, or within a JPEG tolerance), or an error naming the file
-(``BAD``). Used by ``test_hostile_inputs.py`` through the imagefolder and the COCO paths."""
+(``BAD``). Used by ``test_data_hostile_inputs.py`` through the imagefolder and the COCO paths."""
 
 from __future__ import annotations
 
