@@ -62,11 +62,24 @@ def _show_vitkit_logs() -> None:
     every process, marked with its rank."""
     log = logging.getLogger("vitkit")
     if not log.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(name)s: %(rank_prefix)s%(message)s"))
         handler.addFilter(_rank_filter)
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes: a caller that swaps it (a test harness capturing
+    output, a notebook) does not leave the handler writing to a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def _rank_filter(record: logging.LogRecord) -> bool:

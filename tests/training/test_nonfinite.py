@@ -52,7 +52,7 @@ def test_nonfinite_loss_stops_naming_step_and_batch(task, tmp_path, small_detect
     err = capfd.readouterr().err
     assert f"vitkit: error: non-finite training loss nan at global step {POISONED_STEP} (epoch 0, batch " \
            f"{POISONED_STEP} of the epoch" in err, err[-3000:]
-    assert "Traceback" not in err and "nonfinite_loss skip" in err
+    assert "Traceback" not in err and "nonfinite_loss skip" in err, err[-3000:]
     if task == "detection":
         assert "image ids [" in err and "matching cost has NaN/inf entries" in err
 
