@@ -145,6 +145,14 @@ class FakeSource(Dataset):
         return {"image": rng.integers(0, 256, self.shape, dtype=np.uint8), "label": int(self.labels[index])}
 
 
+def sample_path(split: Dataset, index: int) -> str:
+    """The file behind sample ``index`` of a split (through any ``Subset``s), for messages; ``"sample <i>"`` for
+    sources that are not files."""
+    while isinstance(split, Subset):
+        split, index = split.dataset, split.indices[index]
+    return split.path(index) if hasattr(split, "path") else f"sample {index}"
+
+
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices ``0..N-1`` into ``(kept, held_out)``, holding out ``fraction`` of every class.
 
