@@ -31,6 +31,7 @@ from vitkit.data.datasets import (
     DatasetInfo,
     DatasetSplits,
     register_dataset,
+    shuffled_order,
     split_train_val,
 )
 from vitkit.data.errors import DataError
@@ -243,7 +244,7 @@ def _build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
     if (root / "val").is_dir():
         train = Subset(train_source, range(len(train_source)))
         val_source = _list_images(root / "val", info.class_names)
-        val = Subset(val_source, range(len(val_source)))
+        val = Subset(val_source, shuffled_order(len(val_source), options.seed).tolist())
     else:
         train, val = split_train_val(train_source, train_source.labels, options)
     if (root / "test").is_dir():
