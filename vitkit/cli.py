@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from vitkit.errors import find_user_error
@@ -23,6 +24,7 @@ COMMANDS = {  # name → module under vitkit.commands
     "detect": "detect",
     "bench": "bench",
     "check-data": "check_data",
+    "export": "export",
 }
 
 
@@ -56,13 +58,46 @@ def _dispatch(argv: list[str]) -> int:
 
 def _show_vitkit_logs() -> None:
     """Print vitkit's INFO messages (load reports, dataset summaries) on stderr, once, unless the caller set up
-    logging for the ``vitkit`` logger already."""
+    logging for the ``vitkit`` logger already. In a distributed run only process 0 prints them; warnings come from
+    every process, marked with its rank."""
     log = logging.getLogger("vitkit")
     if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(rank_prefix)s%(message)s"))
+        handler.addFilter(_rank_filter)
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes: a caller that swaps it (a test harness capturing
+    output, a notebook) does not leave the handler writing to a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _rank_filter(record: logging.LogRecord) -> bool:
+    rank = _process_rank()
+    record.rank_prefix = f"[rank {rank}] " if rank else ""
+    return rank == 0 or record.levelno >= logging.WARNING
+
+
+def _process_rank() -> int:
+    """This process's global rank: Lightning's once it has set up the strategy, else the launcher's variables."""
+    lightning = sys.modules.get("lightning.fabric.utilities.rank_zero")
+    rank = getattr(getattr(lightning, "rank_zero_only", None), "rank", None)
+    if rank is not None:
+        return int(rank)
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):  # Lightning's order
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
 
 
 def _print_usage() -> None:

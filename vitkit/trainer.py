@@ -8,18 +8,33 @@ not take it when Lightning rebuilds a task from a checkpoint's hyper-parameters.
 for the task that disagree with the data are refused. Every run writes under
 ``runs/<name>/version_<n>/``: ``checkpoints/`` (best and last), ``metrics.csv``, TensorBoard events and the resolved
 ``config.yaml``.
+
+Robustness the CLI adds to every run (``vitkit.training``): checkpoints are written atomically and read without
+running pickled code (``--ckpt_path`` included); each process's random states travel in checkpoints;
+``--checkpoint_every_n_steps N`` rewrites ``last.ckpt`` every N steps; ``--ckpt_path last`` resumes from the newest
+``last.ckpt`` of the run's earlier versions (or starts afresh when there is none) and logs into a new version folder.
 """
 
 from __future__ import annotations
 
+import logging
+import pickle
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
-from lightning.pytorch import LightningModule
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from vitkit.data import DataError, VisionDataModule
+from vitkit.training.atomic import AtomicCheckpointIO
+from vitkit.training.resume import StepCheckpoint, find_last_checkpoint
+from vitkit.training.rng_state import RngStateCallback
+from vitkit.weights.io import load_pickle_safely
+
+log = logging.getLogger(__name__)
 
 # datamodule attribute → task argument (the task's name differs where Lightning would see two hparams disagree:
 # the datamodule's `image_size` argument may be None while its resolved attribute is not)
@@ -31,8 +46,20 @@ class VitkitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_name", type=str, default="vitkit",
                             help="runs are written to <trainer.default_root_dir>/<run_name>/version_<n>")
+        parser.add_argument("--checkpoint_every_n_steps", type=int | None, default=None,
+                            help="also rewrite checkpoints/last.ckpt every N optimiser steps (mid-epoch resume)")
         for source, target in LINKED.items():
             parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads a --ckpt_path file's hyper-parameters with torch.load(weights_only=True) before anything
+        # else; a file it refuses (pickled code) or cannot read surfaces as a raw torch traceback. Re-reading it the
+        # way vitkit reads every checkpoint turns that into an error naming the file and what to do.
+        try:
+            super()._parse_ckpt_path()
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+            load_pickle_safely(self.config[self.config.subcommand]["ckpt_path"])  # raises CheckpointError
+            raise e
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -43,12 +70,24 @@ class VitkitCLI(LightningCLI):
         trainer = config.trainer
         if trainer.logger in (None, True):
             root = Path(trainer.default_root_dir or "runs")
+            if config.get("ckpt_path") == "last":
+                config.ckpt_path = _resolve_last(root / config.run_name)
             version = _next_version(root / config.run_name)
             trainer.logger = [
                 {"class_path": f"lightning.pytorch.loggers.{cls}",
                  "init_args": {"save_dir": str(root), "name": config.run_name, "version": version}}
                 for cls in LOGGERS
             ]
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default, not one the user chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        trainer.callbacks.append(RngStateCallback())
+        every = self._get(self.config, "checkpoint_every_n_steps") if self.subcommand == "fit" else None
+        if every:
+            trainer.callbacks.append(StepCheckpoint(every))
+        return trainer
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -75,6 +114,16 @@ def _fill_category_ids(task: LightningModule, data: VisionDataModule) -> None:
         raise DataError(f"the model is given category_ids={list(given)[:20]} but dataset {data.dataset_name!r} has "
                         f"{ids[:20]}: drop model.init_args.category_ids (they come from the data), or use the "
                         f"annotation file the model was trained with")
+
+
+def _resolve_last(run_dir: Path) -> str | None:
+    """``--ckpt_path last``: the newest ``last.ckpt`` among the run's versions, or None (start afresh)."""
+    last = find_last_checkpoint(run_dir)
+    if last is None:
+        log.info("--ckpt_path last: no checkpoint under %s yet, starting from scratch", run_dir)
+        return None
+    log.info("--ckpt_path last: resuming from %s", last)
+    return str(last)
 
 
 def _next_version(folder: Path) -> int:

@@ -39,7 +39,7 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     for r in report["results"]:
         assert all(v is not None for v in r.values()), r
         assert r["gflops"] > 0 and r["train_img_s"] > 0 and r["infer_img_s"] > 0 and r["peak_mem_mb"] > 0
-        assert 0 <= r["final_top1"] <= 1 and r["history"] and r["epochs"] == 1
+        assert 0 <= r["final_top1"] <= 1 and r["history"] and r["epochs"] == 1.0
     assert report["environment"]["device"].startswith("cpu") and report["environment"]["precision"] == "32-true"
     with Image.open(out / "plot.png") as im:
         assert im.width > 600
@@ -48,6 +48,18 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert main(["bench", "-c", str(_write_config(tmp_path)), "--out", str(out)]) == 2
     assert "already holds a bench report" in capsys.readouterr().err
     assert prepare_out(out, overwrite=True) == out
+
+
+def test_history_records_every_validation_with_fractional_epochs(tmp_path):
+    """A time budget usually stops mid-epoch, and validation may run mid-epoch: the history keeps both exact."""
+    trainer = {"limit_train_batches": 2, "limit_val_batches": 1, "val_check_interval": 1}
+    out = tmp_path / "out"
+    assert main(["bench", "-c", str(_write_config(tmp_path, models=["vit_test"], trainer=trainer)),
+                 "--out", str(out)]) == 0
+    (result,) = json.loads((out / "report.json").read_text())["results"]
+    minutes, epochs, _ = zip(*result["history"], strict=True)
+    assert epochs == (0.5, 1.0) and result["epochs"] == 1.0
+    assert 0 < minutes[0] < minutes[1] == pytest.approx(result["train_minutes"], rel=0.05)
 
 
 FEATURES_ONLY = {"model_kwargs": {"resnet18": {"num_classes": 0}}}  # a timm model that is not a classifier

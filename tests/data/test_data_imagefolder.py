@@ -19,7 +19,7 @@ def test_layout_with_val_folder(image_folder):
     assert dm.class_names == ["cat", "dog"] and dm.num_classes == 2 and dm.in_chans == 3
     assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [11, 4, 4]
     val = dm.dataset("val").samples
-    assert val.dataset.labels.tolist() == [0, 0, 1, 1]
+    assert sorted(val.dataset.labels[val.indices].tolist()) == [0, 0, 1, 1]
     assert all("/val/" in str(f) for f in val.dataset.files)
     assert all("/test/" in str(f) for f in dm.dataset("test").samples.dataset.files)
 
@@ -35,6 +35,19 @@ def test_without_val_folder_holds_out_a_stratified_seeded_split(image_folder):
     other = VisionDataModule("imagefolder", root=str(root), val_split=0.2, seed=2).dataset("val").samples
     assert other.indices != val.indices
     assert dm.dataset("test").samples is val  # no test/ and no val/: test on the held-out part
+
+
+@pytest.mark.parametrize("val_folder", [True, False])
+def test_validation_order_mixes_the_classes(image_folder, val_folder):
+    """Sources list class by class; the validation set comes in a seeded random order, so a prefix of it (what
+    ``limit_val_batches`` evaluates) samples every class instead of the first few."""
+    per_class = {name: 10 for name in "abcde"}
+    root = image_folder({"train": per_class, **({"val": per_class} if val_folder else {})}, size=(4, 4))
+    val = VisionDataModule("imagefolder", root=str(root), val_split=0.5, seed=0).dataset("val").samples
+    labels = val.dataset.labels[val.indices]
+    assert sorted(val.indices) != list(val.indices) and len(set(labels[:10].tolist())) >= 4
+    again = VisionDataModule("imagefolder", root=str(root), val_split=0.5, seed=0).dataset("val").samples
+    assert again.indices == val.indices
 
 
 def test_test_split_falls_back_to_val_folder(image_folder):

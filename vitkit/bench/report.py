@@ -34,7 +34,7 @@ def row(r: ModelResult, target: float | None) -> list[str]:
                                                    else f"{r.minutes_to_target:.2f}")
     return [r.model, r.source, f"{r.params / 1e6:.3f}", f"{r.gflops:.4g}", f"{r.train_img_s:.1f}",
             f"{r.infer_img_s:.1f}", f"{r.peak_mem_mb:.0f}", f"{r.final_top1:.4f}", f"{r.best_top1:.4f}",
-            str(r.epochs), f"{r.train_minutes:.2f}", to_target]
+            f"{r.epochs:.2f}", f"{r.train_minutes:.2f}", to_target]
 
 
 def write_report(cfg: BenchConfig, results: list[ModelResult], out: Path) -> list[Path]:
@@ -67,8 +67,9 @@ def markdown(cfg: BenchConfig, results: list[ModelResult], env: dict[str, Any]) 
               "cross-entropy + backward + AdamW step; inference = forward in eval mode.",
               "- Peak train mem: memory the training steps add above the model, optimiser and batch (CUDA: "
               "max allocated; CPU: peak resident set size in a fresh process).",
-              "- Top-1: validation split; final = the final weights, best = best epoch. Train min: time in training "
-              "epochs (validation excluded); min to target: first validation at or above "
+              "- Top-1: validation split; final = the final weights, best = best validation. Epochs: epochs done "
+              "(fractional when a time budget stops mid-epoch). Train min: time in training (validation "
+              "excluded); min to target: training minutes at the first validation at or above "
               f"{cfg.target_accuracy if cfg.target_accuracy is not None else '(no target set)'}."]
     return "\n".join(lines) + "\n"
 
@@ -98,6 +99,7 @@ def plot(results: list[ModelResult], path: Path, *, title: str) -> None:
     ax_flops.set_xlabel("GFLOPs per image (multiply-adds, attention included)")
     ax_flops.set_ylabel("final validation top-1")
     ax_time.set_xlabel("training time (minutes, validation excluded)")
+    ax_time.set_xlim(left=0)
     ax_time.set_ylabel("validation top-1")
     ax_time.legend(fontsize=8)
     for ax in (ax_flops, ax_time):

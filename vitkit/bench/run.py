@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from lightning import Callback, Trainer, seed_everything
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from vitkit.bench.config import BenchConfig, BenchConfigError
@@ -40,10 +41,10 @@ class ModelResult:
     peak_mem_mb: float  # training step, above the model's own footprint
     final_top1: float  # validation top-1 of the final weights
     best_top1: float
-    epochs: int
+    epochs: float  # epochs done (fractional)
     train_minutes: float
     minutes_to_target: float | None  # first validation at or above the target; None: not reached
-    history: list[tuple[float, int, float]] = field(default_factory=list)  # (train minutes, epoch, val top-1)
+    history: list[tuple[float, float, float]] = field(default_factory=list)  # (train minutes, epochs, top-1)
     measured: dict[str, Any] = field(default_factory=dict)  # device, precision, batch size, threads
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,30 +52,42 @@ class ModelResult:
 
 
 class _History(Callback):
-    """Validation top-1 after each epoch against the time spent in training epochs so far."""
+    """Validation top-1 at every validation of the fit (mid-epoch ones too, with ``val_check_interval``) against
+    the time spent training so far, validation excluded, and the epochs done (fractional: a time budget usually
+    stops mid-epoch)."""
 
     def __init__(self) -> None:
-        self.points: list[tuple[float, int, float]] = []
+        self.points: list[tuple[float, float, float]] = []  # (train minutes, epochs done, val top-1)
         self.seconds = 0.0
+        self.batches = 0
         self._start: float | None = None
 
-    def on_train_epoch_start(self, trainer: Trainer, module: Any) -> None:
-        self._start = time.perf_counter()
+    def epochs(self, trainer: Trainer) -> float:
+        return self.batches / max(1, trainer.num_training_batches)
+
+    def on_train_batch_start(self, trainer: Trainer, module: Any, batch: Any, batch_idx: int) -> None:
+        if self._start is None:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.batches += 1
 
     def _stop(self) -> None:
         if self._start is not None:
             self.seconds += time.perf_counter() - self._start
             self._start = None
 
-    def on_validation_epoch_start(self, trainer: Trainer, module: Any) -> None:
-        if not trainer.sanity_checking:
-            self._stop()
+    def on_validation_start(self, trainer: Trainer, module: Any) -> None:
+        self._stop()
 
     def on_train_epoch_end(self, trainer: Trainer, module: Any) -> None:
         self._stop()
+
+    def on_validation_end(self, trainer: Trainer, module: Any) -> None:
         acc = trainer.callback_metrics.get("val/acc1")
-        if acc is not None and (not self.points or self.points[-1][1] != trainer.current_epoch + 1):
-            self.points.append((self.seconds / 60, trainer.current_epoch + 1, float(acc)))
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or acc is None:
+            return
+        self.points.append((self.seconds / 60, self.epochs(trainer), float(acc)))
 
 
 def datamodule(cfg: BenchConfig) -> VisionDataModule:
@@ -135,7 +148,7 @@ def _run_one(name: str, cfg: BenchConfig, out: Path, progress: bool) -> ModelRes
         model=name, source="vitkit" if is_model(name) else "timm", params=params, gflops=gflops,
         train_img_s=measured["train_img_s"], infer_img_s=measured["infer_img_s"],
         peak_mem_mb=measured["peak_mem_mb"], final_top1=final, best_top1=max([a for *_, a in points] + [final]),
-        epochs=trainer.current_epoch, train_minutes=history.seconds / 60,
+        epochs=round(history.epochs(trainer), 3), train_minutes=history.seconds / 60,
         minutes_to_target=reached[0] if reached else None, history=points,
         measured={k: measured[k] for k in ("device", "precision", "batch_size", "threads")},
     )

@@ -33,12 +33,13 @@ def write_attention_figure(ckpt: str | Path, out: str | Path, *, dataset: str | 
     from vitkit.tasks.checkpoints import load_task
     from vitkit.viz.attention_maps import attention_maps, attention_method
     from vitkit.viz.figures import attention_grid
+    from vitkit.weights.io import load_pickle_safely
 
     if num <= 0:
         raise ValueError(f"--num must be positive, got {num}")
     task = load_task(ckpt, expected=ClassificationTask)
     if datamodule is None:
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters", {})
+        saved = load_pickle_safely(ckpt).get("datamodule_hyper_parameters", {})
         kwargs = {k: saved[k] for k in ("dataset", "root", "image_size", "seed", "val_split") if k in saved}
         kwargs.update({k: v for k, v in {"dataset": dataset, "root": root}.items() if v is not None})
         datamodule = VisionDataModule(**kwargs, augment="none")

@@ -171,9 +171,12 @@ class CocoSource(Dataset):
     def __len__(self) -> int:
         return len(self.index.image_ids)
 
+    def path(self, i: int) -> str:
+        return str(self.index.images_dir / str(self.index.files[i]))
+
     def __getitem__(self, i: int) -> dict:
         ix = self.index
-        path = ix.images_dir / str(ix.files[i])
+        path = self.path(i)
         image = read_image(path)  # (H, W, 3) uint8
         if tuple(image.shape[:2]) != tuple(ix.sizes[i]):
             h, w = ix.sizes[i]

@@ -16,8 +16,10 @@ The parts vitkit reads::
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -205,11 +207,27 @@ def _check_files(images: list, sizes: dict, images_dir: Path, report: CheckRepor
         where = f"images[{i}]" + (f" (id {img['id']})" if _is_int(img.get("id")) else "")
         path = images_dir / img["file_name"]
         if not path.is_file():
-            report.add("error", "image_file_missing", where, f"file {path} not found",
+            report.add("error", "image_file_missing", where, _why_missing(path),
                        "add the file, fix its file_name (relative to the images folder), or remove the image entry "
                        "and its annotations")
         elif verify:
             _verify_image(path, where, sizes.get(img.get("id")), report, decode)
+
+
+def _why_missing(path: Path) -> str:
+    """What stands at ``path`` instead of an image file: nothing, a folder, or a link that leads nowhere."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python 3.11 reports a link loop this way, later versions as OSError
+            return f"file {path} is a symbolic-link loop"
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return f"file {path} is a symbolic-link loop"
+            return f"file {path} is a symbolic link to {os.readlink(path)}, which does not exist"
+    if path.is_dir():
+        return f"{path} is a folder, not an image file"
+    return f"file {path} not found"
 
 
 def _verify_image(path: Path, where: str, size: tuple[float, float] | None, report: CheckReport,

@@ -39,9 +39,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset, get_worker_info
 
-from vitkit.data.datasets import DataOptions, get_dataset
+from vitkit.data.datasets import DataOptions, get_dataset, sample_path
 from vitkit.data.errors import DataError
 from vitkit.data.formats import FormattedDataset, get_task_format
+from vitkit.data.sampling import ResumableLoader, ResumableSampler, per_device_batch_size
 from vitkit.data.transforms import check_recipe_augment, resolve_augment
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class VisionDataModule(L.LightningDataModule):
         val_ann: str | None = None,
         train_images: str | None = None,
         val_images: str | None = None,
+        global_batch_size: int | None = None,
+        skip_bad_files: bool = False,
     ) -> None:
         """
         Args:
@@ -89,7 +92,7 @@ class VisionDataModule(L.LightningDataModule):
             image_size: side of the square images in batches; default: the dataset's native size (digits 8,
                 CIFAR 32, fake 32) or 224 for image folders. Detection: the shorter side at evaluation (training
                 scales are fractions of it); default 800 for coco (the paper's), 96 for digits_detection.
-            batch_size: training batch size (per device).
+            batch_size: training batch size per device (process); see global_batch_size.
             eval_batch_size: validation/test/predict batch size; default batch_size.
             num_workers: DataLoader worker processes; default min(4, CPU count), or 0 for digits and fake.
             augment: training augmentation preset: auto (the dataset's own), none, cifar (pad + random crop + flip),
@@ -113,10 +116,17 @@ class VisionDataModule(L.LightningDataModule):
                 default file does not exist, a val_split share of the training images is held out.
             train_images: folder the training file's "file_name"s are relative to; default train2017 (coco).
             val_images: the same for validation; default val2017 (coco).
+            global_batch_size: images per optimiser step over all devices; when set, it replaces batch_size, which
+                becomes global_batch_size / (devices × nodes × accumulate_grad_batches) (an error if that does not
+                divide). The same global batch trains on the same images per step on any number of devices.
+            skip_bad_files: replace samples whose file cannot be read (truncated, not an image, over PIL's
+                decompression-bomb limit, ...) with the next readable one, and report them with their count at the
+                end of the run, instead of stopping with the file's name.
         """
         super().__init__()
         self.save_hyperparameters()
-        _check_positive(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        _check_positive(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                        global_batch_size=global_batch_size)
         if not 0.0 < val_split < 1.0:
             raise DataError(f"val_split={val_split} must lie strictly between 0 and 1 (e.g. 0.1 holds out 10%)")
         if num_workers is not None and num_workers < 0:
@@ -137,15 +147,16 @@ class VisionDataModule(L.LightningDataModule):
         if (rand_augment or random_erasing) and task != "classification":
             raise DataError(f"rand_augment / random_erasing apply to classification, not to task={task!r}")
         self.recipe_augment = {"rand_augment": rand_augment, "random_erasing": random_erasing}
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.global_batch_size, self.skip_bad_files = global_batch_size, skip_bad_files
         default_workers = min(4, os.cpu_count() or 1) if self.info.use_workers else 0
         self.num_workers = default_workers if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers
         self.seed = seed
-        # one generator for the module's life: each epoch (and each new train loader) continues its sequence
-        self._generator = torch.Generator().manual_seed(seed)
         self._datasets: dict[str, FormattedDataset] = {}
+        self._train_loader: ResumableLoader | None = None
+        self._resume_position: dict[str, Any] | None = None  # from a checkpoint, for the next training loader
 
     # -- what the task needs to know before any data is loaded -----------------------------------------------------
     @property
@@ -194,7 +205,8 @@ class VisionDataModule(L.LightningDataModule):
             if len(split) == 0:
                 raise DataError(f"the {name} split of {self.dataset_name!r} is empty; add images (or a {name}/ "
                                 f"folder) or raise --data.val_split")
-            self._datasets[name] = FormattedDataset(split, transform, self.task_format)
+            self._datasets[name] = FormattedDataset(split, transform, self.task_format, seed=self.seed,
+                                                    skip_bad_files=self.skip_bad_files)
         log.info("%s: %d train / %d val / %d test samples, %d classes, image size %d, augment=%s", self.dataset_name,
                  len(splits.train), len(splits.val), len(splits.test), self.num_classes, self.image_size,
                  self.augment)
@@ -212,11 +224,15 @@ class VisionDataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset_name, "class_names": self.class_names, "category_ids": self.category_ids,
-                "in_chans": self.in_chans, "image_size": self.image_size, "mean": list(self.mean),
-                "std": list(self.std)}
+        state = {"dataset": self.dataset_name, "class_names": self.class_names, "category_ids": self.category_ids,
+                 "in_chans": self.in_chans, "image_size": self.image_size, "mean": list(self.mean),
+                 "std": list(self.std)}
+        if self._train_loader is not None:  # where training is in the data (vitkit.data.sampling)
+            state["train_position"] = self._train_loader.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
         saved = list(state_dict.get("class_names", self.class_names))
         saved_ids = list(state_dict.get("category_ids", self.category_ids))
         if saved == self.class_names and saved_ids != self.category_ids:
@@ -249,21 +265,45 @@ class VisionDataModule(L.LightningDataModule):
             self.setup()
         return self._datasets[split]
 
+    def train_batch_size(self) -> int:
+        """Training images per batch on this device: ``global_batch_size`` shared out over the devices and the
+        gradient-accumulation steps of the attached trainer, else ``batch_size``."""
+        if self.global_batch_size is None:
+            return self.batch_size
+        trainer = self.trainer
+        world, accumulate = (trainer.world_size, trainer.accumulate_grad_batches) if trainer else (1, 1)
+        return per_device_batch_size(self.global_batch_size, world, accumulate)
+
     def _loader(self, split: Literal["train", "val", "test"], *, train: bool) -> DataLoader:
         data = self.dataset(split)
-        batch_size = self.batch_size if train else self.eval_batch_size
-        return DataLoader(
-            data,
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=train and len(data) > batch_size,  # equal-sized steps, unless that would leave none
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-            collate_fn=self.task_format.collate,
-            worker_init_fn=functools.partial(_seed_worker, rank=self.trainer.global_rank if self.trainer else 0),
-            generator=self._generator if train else None,
-        )
+        trainer = self.trainer
+        rank = trainer.global_rank if trainer else 0
+        common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
+                      persistent_workers=self.persistent_workers and self.num_workers > 0,
+                      collate_fn=self.task_format.collate, worker_init_fn=functools.partial(_seed_worker, rank=rank),
+                      # the loader's own generator seeds its workers: loaders never draw from torch's global one
+                      generator=torch.Generator().manual_seed(self.seed))
+        if not train:
+            return DataLoader(data, batch_size=self.eval_batch_size or self.train_batch_size(), shuffle=False, **common)
+        batch_size = self.train_batch_size()
+        sampler = ResumableSampler(len(data), seed=self.seed, num_replicas=trainer.world_size if trainer else 1,
+                                   rank=rank)
+        # equal-sized steps, unless that would leave none
+        loader = ResumableLoader(data, sampler=sampler, batch_size=batch_size, drop_last=len(sampler) > batch_size,
+                                 **common)
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        self._train_loader = loader
+        return loader
+
+    def teardown(self, stage: str) -> None:
+        for split, data in self._datasets.items():
+            bad = data.bad_samples()
+            if bad:
+                names = [sample_path(data.samples, i) for i in bad]
+                log.warning("skip_bad_files: %d unreadable files skipped in the %s split (this process): %s%s",
+                            len(bad), split, ", ".join(names[:10]), " ..." if len(bad) > 10 else "")
 
 
 def _seed_worker(worker_id: int, rank: int = 0) -> None:

@@ -145,6 +145,14 @@ class FakeSource(Dataset):
         return {"image": rng.integers(0, 256, self.shape, dtype=np.uint8), "label": int(self.labels[index])}
 
 
+def sample_path(split: Dataset, index: int) -> str:
+    """The file behind sample ``index`` of a split (through any ``Subset``s), for messages; ``"sample <i>"`` for
+    sources that are not files."""
+    while isinstance(split, Subset):
+        split, index = split.dataset, split.indices[index]
+    return split.path(index) if hasattr(split, "path") else f"sample {index}"
+
+
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices ``0..N-1`` into ``(kept, held_out)``, holding out ``fraction`` of every class.
 
@@ -166,10 +174,19 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 def split_train_val(source: Dataset, labels: np.ndarray, options: DataOptions,
                     indices: np.ndarray | None = None) -> tuple[Subset, Subset]:
-    """Seeded stratified train/val split of ``source`` (restricted to ``indices`` when given)."""
+    """Seeded stratified train/val split of ``source`` (restricted to ``indices`` when given). The validation
+    subset comes in a seeded random order (``shuffled_order``)."""
     indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
     kept, held = stratified_split(np.asarray(labels)[indices], options.val_split, options.seed)
+    held = held[shuffled_order(len(held), options.seed)]
     return Subset(source, indices[kept].tolist()), Subset(source, indices[held].tolist())
+
+
+def shuffled_order(n: int, seed: int) -> np.ndarray:
+    """A seeded permutation of ``0..n-1`` for validation sets, which sources list class by class: any prefix of
+    the validation loader (``limit_val_batches``, an interrupted validation) is then a random sample of every
+    class, not the first few classes."""
+    return np.random.default_rng([seed, 0x5EED]).permutation(n)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

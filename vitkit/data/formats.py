@@ -16,6 +16,8 @@ owns everything else (splits, loaders, seeding), so a new task is one subclass h
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -24,6 +26,7 @@ from torch.utils.data import Dataset
 from vitkit.data.collate import pad_collate, stack_collate
 from vitkit.data.datasets import DatasetInfo
 from vitkit.data.errors import DataError
+from vitkit.data.sampling import SampleKey
 from vitkit.data.transforms import (
     DETECTION_PRESETS,
     PRESETS,
@@ -31,6 +34,8 @@ from vitkit.data.transforms import (
     build_transforms,
     seed_transform,
 )
+
+log = logging.getLogger(__name__)
 
 
 class TaskFormat:
@@ -169,16 +174,46 @@ def get_task_format(name: str) -> type[TaskFormat]:
 
 
 class FormattedDataset(Dataset):
-    """A split of raw samples seen through one transform and one task format."""
+    """A split of raw samples seen through one transform and one task format.
 
-    def __init__(self, samples: Dataset, transform, task_format: TaskFormat) -> None:
-        self.samples, self.transform, self.task_format = samples, transform, task_format
+    Indexed by an ``int`` or by the training sampler's ``SampleKey(index, epoch)``; for a key the transform is first
+    reseeded from ``(seed, epoch, index)``, so each sample's augmentation is a function of those alone
+    (``vitkit.data.sampling``). With ``skip_bad_files`` a sample whose file cannot be read (a ``DataError``) is
+    replaced by the next readable one of the split and marked in ``bad``, a boolean tensor in shared memory that
+    DataLoader workers write and the main process reads (``bad_samples``).
+    """
+
+    def __init__(self, samples: Dataset, transform, task_format: TaskFormat, *, seed: int = 0,
+                 skip_bad_files: bool = False) -> None:
+        self.samples, self.transform, self.task_format, self.seed = samples, transform, task_format, seed
+        self.bad = torch.zeros(len(samples), dtype=torch.bool).share_memory_() if skip_bad_files else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Tensor]:
+        index, epoch = (key.index, key.epoch) if isinstance(key, SampleKey) else (int(key), None)
+        if self.bad is None:
+            return self._load(index, epoch)
+        n = len(self)
+        for i in (j % n for j in range(index, index + n)):
+            if self.bad[i]:
+                continue
+            try:
+                return self._load(i, epoch)
+            except DataError as e:
+                self.bad[i] = True
+                log.warning("skip_bad_files: skipping sample %d: %s", i, e)
+        raise DataError(f"no sample of this split can be read ({n} tried); run `vitkit check-data` on the dataset")
+
+    def _load(self, index: int, epoch: int | None) -> dict[str, Tensor]:
+        if epoch is not None and hasattr(self.transform, "set_random_state"):
+            seed_transform(self.transform, [self.seed, epoch, index])
         return self.task_format.format(self.samples[index], self.transform)
+
+    def bad_samples(self) -> list[int]:
+        """Indices of the samples skipped so far as unreadable (``skip_bad_files``), in any process."""
+        return [] if self.bad is None else torch.nonzero(self.bad).flatten().tolist()
 
     def reseed(self, seed: int) -> None:
         """Give the transform's random generator a new seed (called in each DataLoader worker)."""

@@ -5,13 +5,19 @@ stratified ``val_split`` fraction of ``train/`` is held out; the test split is `
 held-out fraction. Every split must have the same class folders, and every class folder at least one image.
 
 Images are read with PIL into ``uint8 (H, W, 3)`` RGB: EXIF orientation applied, grayscale replicated to three
-channels, 16-bit images scaled to 8 bits, transparent images composited over white (the background a viewer shows).
+channels, 16-bit images scaled to 8 bits, transparent images composited over white (the background a viewer shows),
+palette and CMYK images converted. Anything PIL cannot decode (a truncated or empty file, a file that is not an image
+whatever its extension, an image over PIL's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS``) is a
+``DataError`` naming the file. Class folders are walked following symbolic links, each real folder once: a link that
+leads back to a folder already walked (a loop) is reported and not followed. File names that are not valid UTF-8 are
+kept as the bytes they are (Python's ``surrogateescape``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +31,7 @@ from vitkit.data.datasets import (
     DatasetInfo,
     DatasetSplits,
     register_dataset,
+    shuffled_order,
     split_train_val,
 )
 from vitkit.data.errors import DataError
@@ -42,13 +49,27 @@ def read_image(path: str | Path) -> np.ndarray:
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            if "exif" in img.info or img.format in ("TIFF", "MPO"):  # skip the EXIF parse when there is none
-                img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read image {path}: {e}. Replace or delete this file") from e
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that, then decodes the whole image anyway
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                if "exif" in img.info or img.format in ("TIFF", "MPO"):  # skip the EXIF parse when there is none
+                    img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except Exception as e:  # whatever PIL raises on a malformed file is a problem with that file
+        raise DataError(f"cannot read image {path}: {_describe_failure(e)}. Replace or delete this file") from e
+
+
+def _describe_failure(error: Exception) -> str:
+    from PIL import Image
+
+    if isinstance(error, Image.DecompressionBombWarning | Image.DecompressionBombError):
+        return (f"{error} (over PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels: a file this large "
+                f"is more often a corrupt or hostile header than a photo; resize it if it is genuine)")
+    if isinstance(error, Image.UnidentifiedImageError):
+        return f"not an image PIL recognises ({error})"
+    return f"{type(error).__name__}: {error}"
 
 
 def _to_rgb(img) -> np.ndarray:
@@ -76,12 +97,14 @@ def _unreadable(path: str, decode: bool) -> str | None:
         if decode:
             read_image(path)
         else:
-            with Image.open(path) as img:
-                img.size  # noqa: B018  (the header is parsed on open; touching the size makes that explicit)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    img.size  # noqa: B018  (the header is parsed on open; touching the size makes that explicit)
     except DataError as e:
         return str(e)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        return f"cannot read image {path}: {e}"
+    except Exception as e:  # as read_image
+        return f"cannot read image {path}: {_describe_failure(e)}"
     return None
 
 
@@ -97,7 +120,10 @@ class ImageFileSource(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
-        return {"image": read_image(str(self.files[index])), "label": int(self.labels[index])}
+        return {"image": read_image(self.path(index)), "label": int(self.labels[index])}
+
+    def path(self, index: int) -> str:
+        return str(self.files[index])
 
 
 def _check_root(root: Path | None) -> Path:
@@ -148,13 +174,23 @@ def _describe(options: DataOptions) -> DatasetInfo:
 
 
 def _image_files(class_dir: Path) -> list[str]:
-    """The image files under one class folder (recursively), sorted."""
-    return sorted(
-        os.path.join(folder, f)
-        for folder, _, names in os.walk(class_dir, followlinks=True)
-        for f in names
-        if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
-    )
+    """The image files under one class folder (recursively, following links, each real folder once), sorted."""
+    files, walked = [], {}
+
+    def unreadable(error: OSError) -> None:
+        log.warning("cannot list %s (%s): its images are left out", error.filename, error.strerror)
+
+    for folder, dirs, names in os.walk(class_dir, followlinks=True, onerror=unreadable):
+        st = os.stat(folder)
+        first = walked.setdefault((st.st_dev, st.st_ino), folder)
+        if first != folder:  # reached again through a symbolic link: a loop, or a second way to the same images
+            log.warning("%s leads back to %s (a symbolic-link loop or duplicate): not followed", folder, first)
+            dirs[:] = []
+            continue
+        dirs.sort()
+        files += [os.path.join(folder, f) for f in names
+                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+    return sorted(files)
 
 
 def _no_images(class_dir: Path) -> str:
@@ -208,7 +244,7 @@ def _build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
     if (root / "val").is_dir():
         train = Subset(train_source, range(len(train_source)))
         val_source = _list_images(root / "val", info.class_names)
-        val = Subset(val_source, range(len(val_source)))
+        val = Subset(val_source, shuffled_order(len(val_source), options.seed).tolist())
     else:
         train, val = split_train_val(train_source, train_source.labels, options)
     if (root / "test").is_dir():

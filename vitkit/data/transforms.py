@@ -51,7 +51,9 @@ draws the same numbers (two flips with p=0.5 would always agree; a crop's offset
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -79,9 +81,15 @@ def resolve_augment(augment: str, dataset_default: str, valid: tuple[str, ...] =
     return augment
 
 
-def seed_transform(transform, seed: int | None) -> None:
-    """(Re)seed an albumentations pipeline with one generator shared by all its steps (see the module docstring)."""
-    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+def seed_transform(transform, seed: int | Sequence[int] | None) -> None:
+    """(Re)seed an albumentations pipeline with one generator shared by all its steps (see the module docstring);
+    ``seed`` may be a sequence of integers, e.g. ``(seed, epoch, index)`` for one sample's draw."""
+    if seed is not None and not isinstance(seed, int):
+        sequence = np.random.SeedSequence(list(seed))
+        numpy_rng, python_seed = np.random.default_rng(sequence), int(sequence.generate_state(1, np.uint64)[0])
+    else:
+        numpy_rng, python_seed = np.random.default_rng(seed), seed
+    transform.set_random_state(numpy_rng, random.Random(python_seed))
 
 
 def build_transforms(augment: str, dataset_default: str, image_size: int, *, seed: int | None = None,
@@ -155,7 +163,9 @@ def check_recipe_augment(rand_augment: str | None, random_erasing: float) -> Non
 class TimmRandAugment(ImageOnlyTransform):
     """timm's RandAugment as an albumentations step on ``uint8 (H, W, C)`` images (C = 1 or 3).
 
-    Its randomness comes from Python's and numpy's global generators, which the datamodule seeds per worker.
+    timm draws from Python's and numpy's global generators: each call seeds them from the pipeline's own generator
+    and puts their previous state back afterwards, so the draw follows the pipeline's seed (per sample, see
+    ``vitkit.data.sampling``) and the process's global streams (mixup's, in the main process) are left untouched.
     """
 
     def __init__(self, config: str, image_size: int, mean: tuple[float, ...], p: float = 1.0) -> None:
@@ -167,16 +177,32 @@ class TimmRandAugment(ImageOnlyTransform):
         self.config = config
         self.augment = rand_augment_transform(config, hparams)
 
-    def apply(self, img, **params):
-        import numpy as np
+    def get_params(self) -> dict[str, int]:
+        return {"seed": self.py_random.getrandbits(32)}
+
+    def apply(self, img, seed: int = 0, **params):
         from PIL import Image
 
         grey = img.shape[-1] == 1
-        out = np.asarray(self.augment(Image.fromarray(img[..., 0] if grey else img)))
+        with _seeded_global_generators(seed):
+            out = np.asarray(self.augment(Image.fromarray(img[..., 0] if grey else img)))
         return out[..., None] if grey else out
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("config",)
+
+
+@contextlib.contextmanager
+def _seeded_global_generators(seed: int) -> Iterator[None]:
+    """Python's and numpy's global generators seeded with ``seed`` inside the block, restored after it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def _train_ops(preset: str, s: int) -> list:

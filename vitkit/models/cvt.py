@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from vitkit.layers import Attention, ConvEmbed, DropPath, Mlp, drop_path_rates
+from vitkit.layers.checkpointing import run_block
 from vitkit.layers.init import trunc_normal_linears_
 from vitkit.models.registry import register_presets
 
@@ -162,6 +163,7 @@ class CvTStage(nn.Module):
         self.num_prefix_tokens = int(class_token)
         self.embed_drop = nn.Dropout(model.drop_rate)
         self.blocks = nn.ModuleList(CvTBlock(cfg, model, drop_path=p) for p in drop_paths)
+        self.grad_checkpointing = False  # set by CvT.set_grad_checkpointing
 
     def forward(self, x: Tensor, *, class_token_only: bool = False) -> tuple[Tensor, tuple[int, int]]:
         """``class_token_only`` (with a class token): the last block computes the class token alone, ``(B, 1, C)``."""
@@ -172,7 +174,8 @@ class CvTStage(nn.Module):
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             prefix_only = class_token_only and i == last and self.cls_token is not None
-            x = block(x, grid, self.num_prefix_tokens, prefix_only=prefix_only)
+            x = run_block(block, x, grid, self.num_prefix_tokens, prefix_only=prefix_only,
+                          checkpoint=self.grad_checkpointing)
         return x, grid
 
 
@@ -215,6 +218,11 @@ class CvT(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Parameters exempt from weight decay besides biases and norms."""
         return {"cls_token"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations (``layers.checkpointing``)."""
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
 
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes

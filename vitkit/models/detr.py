@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitkit.layers import Block, DecoderBlock, fold_frozen_batch_norm, freeze_batch_norm, masked_sine_2d, masks
+from vitkit.layers.checkpointing import run_block
 from vitkit.models.registry import register_presets
 
 
@@ -100,6 +101,7 @@ class DETR(nn.Module):
         self.query_embed = nn.Parameter(torch.empty(cfg.num_queries, cfg.dim))
         self.class_head = nn.Linear(cfg.dim, cfg.num_classes + 1)
         self.box_head = _box_mlp(cfg.dim)
+        self.grad_checkpointing = False
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -112,6 +114,11 @@ class DETR(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"query_embed"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each encoder and decoder block in the backward pass instead of storing its activations
+        (``layers.checkpointing``); the CNN backbone stores its activations as usual."""
+        self.grad_checkpointing = enable
 
     def lr_scale(self, name: str) -> float:
         """Learning-rate multiplier of parameter ``name``: ``backbone_lr_scale`` for the backbone, else 1."""
@@ -166,7 +173,7 @@ class DETR(nn.Module):
         pos = masked_sine_2d(valid, self.config.dim).to(x.dtype)  # (B, h·w, C)
         mask = None if bool(valid.all()) else masks.key_padding(valid.flatten(1))  # (B, 1, 1, h·w)
         for block in self.encoder:
-            x = block(x, pos=pos, mask=mask)
+            x = run_block(block, x, pos=pos, mask=mask, checkpoint=self.grad_checkpointing)
         return x, pos, mask
 
     def forward_decoder(self, memory: Tensor, pos: Tensor, mask: Tensor | None) -> Tensor:
@@ -176,7 +183,8 @@ class DETR(nn.Module):
         x = torch.zeros_like(query_pos)  # the decoder input starts empty; queries enter as positions
         states = []
         for i, block in enumerate(self.decoder):
-            x = block(x, memory, query_pos=query_pos, memory_pos=pos, memory_mask=mask)
+            x = run_block(block, x, memory, query_pos=query_pos, memory_pos=pos, memory_mask=mask,
+                          checkpoint=self.grad_checkpointing)
             if self.config.aux_loss or i == len(self.decoder) - 1:
                 states.append(self.decoder_norm(x))
         return torch.stack(states)  # (L, B, Q, C)

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from vitkit.errors import ConfigError
 from vitkit.layers import Attention, KVCache, Mlp
+from vitkit.layers.checkpointing import run_block
 from vitkit.layers.init import trunc_normal_linears_
 from vitkit.layers.local_attention import LocalLayout, block_raster_order
 from vitkit.models.registry import register_presets
@@ -141,6 +142,7 @@ class ImageTransformer(nn.Module):
         self.layers = nn.ModuleList([DecoderLayer(cfg) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(cfg.dim) if cfg.norm_first else nn.Identity()  # post-norm layers end normalised
         self.head = nn.Linear(cfg.dim, NUM_LEVELS)
+        self.grad_checkpointing = False
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -150,6 +152,10 @@ class ImageTransformer(nn.Module):
             if isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=0.02)
         nn.init.normal_(self.start, std=0.02)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each layer in the backward pass instead of storing its activations (``layers.checkpointing``)."""
+        self.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set[str]:
         names = {"start", "tok_embed.weight", "row_embed.weight", "col_embed.weight", "chan_embed.weight"}
@@ -221,7 +227,7 @@ class ImageTransformer(nn.Module):
             pad = self.local.block_size - n % self.local.block_size  # the padding out of positions < n
             x = torch.cat([x, x.new_zeros(B, pad, x.shape[2])], dim=1)  # (B, n', C)
         for layer in self.layers:
-            x = layer(x, self._attend)
+            x = run_block(layer, x, self._attend, checkpoint=self.grad_checkpointing)
         return self.head(self.norm(x[:, :n]))  # (B, n, 256)
 
     def _attend(self, attn: Attention, h: Tensor) -> Tensor:

@@ -60,7 +60,10 @@ def get_preset(name: str) -> Preset:
 
 def build_config(name: str, **overrides: Any) -> Any:
     """The preset's config with ``overrides`` applied; unknown fields raise with the list of valid ones."""
-    config = get_preset(name).config
+    return _override(name, get_preset(name).config, overrides)
+
+
+def _override(name: str, config: Any, overrides: dict[str, Any]) -> Any:
     fields = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
@@ -68,15 +71,24 @@ def build_config(name: str, **overrides: Any) -> Any:
     return dataclasses.replace(config, **overrides)
 
 
-def create_model(name: str, *, checkpoint: str | Path | None = None, **overrides: Any) -> nn.Module:
+def create_model(name: str | None = None, *, checkpoint: str | Path | None = None, **overrides: Any) -> nn.Module:
     """Build preset ``name`` with config ``overrides``; load ``checkpoint`` when given.
 
     The checkpoint may be in any layout the family converts (vitkit, Lightning ``.ckpt``, timm, Hugging Face,
     official releases) and format (``.pth``, ``.bin``, ``.ckpt``, ``.safetensors``); nothing in it is executed.
+    Without ``name``, the checkpoint must describe its model (a ``.safetensors`` file written by ``vitkit export``):
+    the model is built from the preset and config stored in it, with ``overrides`` applied on top.
     The load report (loaded / re-initialised / skipped keys) is logged and kept as ``model.load_report``.
     """
-    preset = get_preset(name)
-    model = preset.model_cls(build_config(name, **overrides))
+    if name is None:
+        if checkpoint is None:
+            raise TypeError("create_model needs a preset name, or a checkpoint that names its model (vitkit export)")
+        from vitkit.weights.export import described_model
+
+        name, config = described_model(checkpoint)
+        model = get_preset(name).model_cls(_override(name, config, overrides))
+    else:
+        model = get_preset(name).model_cls(build_config(name, **overrides))
     if checkpoint is not None:
         from vitkit.weights import load_checkpoint
 

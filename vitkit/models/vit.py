@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vitkit.layers import Block, PatchEmbed, drop_path_rates, resample_pos_embed, sincos_2d
+from vitkit.layers.checkpointing import run_block
 from vitkit.layers.init import trunc_normal_linears_
 from vitkit.models.registry import register_presets
 
@@ -78,11 +79,16 @@ class VisionTransformer(nn.Module):
         self.fc_norm = norm_layer(cfg.dim) if use_fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cfg.dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        self.grad_checkpointing = False
         self.init_weights()
 
     @property
     def num_features(self) -> int:
         return self.config.dim
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations (``layers.checkpointing``)."""
+        self.grad_checkpointing = enable
 
     def init_weights(self) -> None:
         """Truncated-normal(0.02) linears and tables, zero biases, as in the reference JAX implementation."""
@@ -119,7 +125,7 @@ class VisionTransformer(nn.Module):
         return resample_pos_embed(self.pos_embed, grid, self.grid, num_prefix_tokens=self.num_prefix_tokens)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        return self.norm(self.blocks(self._embed(x)))
+        return self.norm(self._run_blocks(self._embed(x), self.blocks))
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
         if self.config.global_pool == "avg":
@@ -134,9 +140,14 @@ class VisionTransformer(nn.Module):
             return self.forward_head(self.forward_features(x))
         # The head reads only the class token, so the last block computes only its output (attending to all tokens):
         # the same logits for about 1/depth less work, in training too (every parameter still takes part).
-        x = self.blocks[:-1](self._embed(x))
-        x = self.blocks[-1].forward_prefix(x, 1)  # (B, 1, C)
+        x = self._run_blocks(self._embed(x), self.blocks[:-1])
+        x = run_block(self.blocks[-1], x, 1, checkpoint=self.grad_checkpointing, method="forward_prefix")  # (B, 1, C)
         return self.forward_head(self.norm(x))
+
+    def _run_blocks(self, x: Tensor, blocks: nn.Sequential) -> Tensor:
+        for block in blocks:
+            x = run_block(block, x, checkpoint=self.grad_checkpointing)
+        return x
 
     def _embed(self, x: Tensor) -> Tensor:
         """Patch tokens with the class token and position embeddings: ``(B, C_in, H, W)`` → ``(B, P + h·w, C)``."""

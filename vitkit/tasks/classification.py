@@ -12,7 +12,7 @@ random erasing act on the data (``VisionDataModule(rand_augment=..., random_eras
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -26,6 +26,8 @@ from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
 from vitkit.tasks.layer_decay import layer_decay_scale
 from vitkit.tasks.optim import adamw_warmup_cosine, param_groups
 from vitkit.tasks.prediction_writer import ClassificationPredictionWriter
+from vitkit.training.nonfinite import checked_loss
+from vitkit.training.switches import compile_in_place, enable_grad_checkpointing
 
 
 class ClassificationTask(L.LightningModule):
@@ -48,6 +50,11 @@ class ClassificationTask(L.LightningModule):
             too (``val_ema/acc1``); ``None``: off. ema_warmup: ramp the decay up early on (short runs need it).
         layer_decay: layer-wise lr decay factor (e.g. 0.75): ViT, CvT and timm models; ``None``: off.
         drop_path_rate: stochastic-depth rate for a named model (overrides the preset's); ``None``: the preset's.
+        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
+            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
+        grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
+        nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
+            (``vitkit.training.nonfinite``).
     """
 
     def __init__(
@@ -75,6 +82,9 @@ class ClassificationTask(L.LightningModule):
         ema_warmup: bool = True,
         layer_decay: float | None = None,
         drop_path_rate: float | None = None,
+        compile: bool | dict[str, Any] = False,
+        grad_checkpointing: bool = False,
+        nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -90,6 +100,8 @@ class ClassificationTask(L.LightningModule):
             sized = {"num_classes": num_classes, "in_chans": in_chans, "img_size": img_size}
             sized.update({k: overrides.pop(k) for k in list(sized) if k in overrides})  # model_kwargs win
             self.model = build_classifier(model, checkpoint=checkpoint, **sized, **overrides)
+        if grad_checkpointing:
+            enable_grad_checkpointing(self.model)
         self.num_classes = num_classes or _num_outputs(self.model)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         self.mixup = build_mixup(self.hparams, self.num_classes)
@@ -111,7 +123,7 @@ class ClassificationTask(L.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         images, labels = batch["image"], batch["label"]
         if self.mixup is not None and self.mixup.mixup_enabled:
             if len(labels) % 2:
@@ -123,8 +135,10 @@ class ClassificationTask(L.LightningModule):
         else:
             logits = self(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        self._log("train", loss, logits, labels)
-        return loss
+        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss)
+        if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
+            self._log("train", loss, logits, labels)
+        return checked
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.model)
@@ -162,7 +176,8 @@ class ClassificationTask(L.LightningModule):
 
     def _log(self, stage: str, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
         n = len(labels)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=n)
+        train = stage == "train"  # evaluation losses are averaged over all processes; accuracies sync themselves
+        self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=not train)
         for (metric_stage, k), key in self.metric_keys.items():
             if metric_stage == stage:
                 metric = self.metrics[key]
@@ -175,6 +190,10 @@ class ClassificationTask(L.LightningModule):
         if next(module.parameters()).device != self.device:
             module.to(self.device)
         return module
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            compile_in_place(self.model, self.hparams.compile)
 
     def configure_optimizers(self) -> dict:
         scale = layer_decay_scale(self.model, self.hparams.layer_decay) if self.hparams.layer_decay else None

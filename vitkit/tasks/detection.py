@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -31,6 +31,9 @@ from vitkit.detection import HungarianMatcher, SetCriterion, coco_eval, postproc
 from vitkit.models import create_model
 from vitkit.tasks.checkpoints import record_task
 from vitkit.tasks.optim import param_groups
+from vitkit.training.atomic import atomic_write_text
+from vitkit.training.nonfinite import checked_loss
+from vitkit.training.switches import compile_in_place, enable_grad_checkpointing
 
 log = logging.getLogger(__name__)
 LOGGED_LOSSES = ("loss", "loss_ce", "loss_bbox", "loss_giou", "cardinality_error")
@@ -65,6 +68,11 @@ class DetectionTask(L.LightningModule):
         freeze_backbone: train only the Transformer and heads (fine-tuning on small data).
         eos_coef, weight_ce, weight_bbox, weight_giou: criterion settings (matcher costs use the same weights).
         predictions_file: COCO-results JSON written under the run's log folder after each validation.
+        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
+            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
+        grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
+        nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
+            (``vitkit.training.nonfinite``).
     """
 
     def __init__(
@@ -90,6 +98,9 @@ class DetectionTask(L.LightningModule):
         weight_bbox: float = 5.0,
         weight_giou: float = 2.0,
         predictions_file: str | None = "predictions_val.json",
+        compile: bool | dict[str, Any] = False,
+        grad_checkpointing: bool = False,
+        nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -108,6 +119,8 @@ class DetectionTask(L.LightningModule):
         if freeze_backbone:
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)
+        if grad_checkpointing:
+            enable_grad_checkpointing(self.model)
         matcher = HungarianMatcher(weight_ce, weight_bbox, weight_giou)
         self.criterion = SetCriterion(self.num_classes, matcher=matcher, weight_ce=weight_ce,
                                       weight_bbox=weight_bbox, weight_giou=weight_giou, eos_coef=eos_coef)
@@ -120,10 +133,19 @@ class DetectionTask(L.LightningModule):
 
     # -- training and evaluation ----------------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        losses = self.criterion(self(batch["image"], batch["pixel_mask"]), batch["targets"])
-        self._log_losses(losses, "train", len(batch["targets"]))
-        return losses["loss"]
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        outputs = self(batch["image"], batch["pixel_mask"])
+        about = f"image ids {[int(t['image_id']) for t in batch['targets']]}"
+        try:
+            losses = self.criterion(outputs, batch["targets"])
+            loss = losses["loss"]
+        except FloatingPointError as e:  # the matcher cannot match non-finite predictions: the loss is not finite
+            losses, loss = None, outputs["pred_logits"].new_full((), float("nan"))
+            about += f"; {e}"
+        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss, about=about)
+        if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
+            self._log_losses(losses, "train", len(batch["targets"]))
+        return checked
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -165,7 +187,7 @@ class DetectionTask(L.LightningModule):
         self._eval["records"] += coco_eval.gt_records(targets)
 
     def _finish_eval(self, stage: str) -> None:
-        results, records = _gather(self._eval["results"]), _gather(self._eval["records"])
+        results, records = _gather_unique(self._eval["results"], self._eval["records"])
         if not records:
             return
         gt = self._ground_truth(stage, records)
@@ -173,8 +195,9 @@ class DetectionTask(L.LightningModule):
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, prog_bar=name in ("AP", "AP50"), sync_dist=False)
         self.last_predictions = results
-        if self.hparams.predictions_file and self.trainer.is_global_zero and self.trainer.log_dir:
-            self.export_predictions(Path(self.trainer.log_dir) / self.hparams.predictions_file)
+        log_dir = self.trainer.log_dir  # on every process: Lightning broadcasts it from rank zero
+        if self.hparams.predictions_file and self.trainer.is_global_zero and log_dir:
+            self.export_predictions(Path(log_dir) / self.hparams.predictions_file)
 
     def _ground_truth(self, stage: str, records: list[dict]):
         source = getattr(self.trainer.datamodule, "coco_ground_truth", None) if self._trainer else None
@@ -185,10 +208,7 @@ class DetectionTask(L.LightningModule):
     def export_predictions(self, path: str | Path) -> Path:
         """Write the last evaluation's detections as a COCO results JSON (a list of ``image_id``, ``category_id``,
         ``bbox`` [x, y, w, h] in original pixels, ``score``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.last_predictions))
-        return path
+        return atomic_write_text(path, json.dumps(self.last_predictions))
 
     def _log_losses(self, losses: dict[str, Tensor], stage: str, batch_size: int) -> None:
         train = stage == "train"
@@ -197,6 +217,10 @@ class DetectionTask(L.LightningModule):
                      prog_bar=name == "loss", sync_dist=not train)
 
     # -- optimisation ---------------------------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            compile_in_place(self.model, self.hparams.compile)
 
     def configure_optimizers(self) -> dict | tuple[list, list]:
         """AdamW; a per-step linear warm-up (``warmup_steps``) and a per-epoch ×0.1 drop (``lr_drop_epoch``), each
@@ -263,10 +287,22 @@ def _build_detr(name: str, *, num_classes: int | None, in_chans: int | None, che
     return create_model(name, checkpoint=checkpoint, **{**sized, **overrides})
 
 
-def _gather(items: list) -> list:
-    """All processes' items (one list), or ``items`` when not distributed."""
+def _gather_unique(results: list[dict], records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Every process's detections and ground-truth records, each image once.
+
+    A distributed sampler pads the evaluation split so that every process gets as many images; the padding repeats
+    images another process has. An image's detections are kept from the first process (in rank order) that has it,
+    so COCO evaluation sees each image once whatever the number of processes.
+    """
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return items
-    parts: list[list] = [[] for _ in range(torch.distributed.get_world_size())]
-    torch.distributed.all_gather_object(parts, items)
-    return [x for part in parts for x in part]
+        return results, records
+    parts: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, (results, records))
+    seen: set[int] = set()
+    all_results, all_records = [], []
+    for part_results, part_records in parts:
+        new = {r["image_id"] for r in part_records} - seen
+        all_records += [r for r in part_records if r["image_id"] in new]
+        all_results += [r for r in part_results if r["image_id"] in new]
+        seen |= new
+    return all_results, all_records

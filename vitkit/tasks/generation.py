@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -23,6 +23,8 @@ from vitkit.models import ImageTransformer, create_model
 from vitkit.models.sampling import sample
 from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
 from vitkit.tasks.optim import adamw_warmup_cosine, param_groups
+from vitkit.training.nonfinite import checked_loss
+from vitkit.training.switches import compile_in_place, enable_grad_checkpointing
 from vitkit.viz.sample_grid import image_grid, save_image_grid
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,11 @@ class GenerationTask(L.LightningModule):
         num_samples: images in the validation sample grid (0: no grid).
         temperature: sampling temperature of the grid.
         sample_seed: seed of the grid, the same at every validation so epochs can be compared.
+        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
+            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
+        grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
+        nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
+            (``vitkit.training.nonfinite``).
     """
 
     def __init__(
@@ -70,6 +77,9 @@ class GenerationTask(L.LightningModule):
         num_samples: int = 16,
         temperature: float = 1.0,
         sample_seed: int = 0,
+        compile: bool | dict[str, Any] = False,
+        grad_checkpointing: bool = False,
+        nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -83,6 +93,8 @@ class GenerationTask(L.LightningModule):
             self.model = create_model(model, checkpoint=checkpoint, **{**sized, **(model_kwargs or {})})
         if not isinstance(self.model, ImageTransformer):
             raise TypeError(f"GenerationTask needs an ImageTransformer, got {type(self.model).__name__}")
+        if grad_checkpointing:
+            enable_grad_checkpointing(self.model)
         self.conditional = self.model.config.num_classes > 0
         k = self.model.config.num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(k)]
@@ -90,8 +102,12 @@ class GenerationTask(L.LightningModule):
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.model(images, labels if self.conditional else None)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+        bpd, loss = self._bpd_and_loss(batch)
+        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss)
+        if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
+            self._log_stage("train", bpd, loss, len(batch["image"]))
+        return checked
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
@@ -100,22 +116,30 @@ class GenerationTask(L.LightningModule):
         self._shared_step(batch, "test")
 
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        bpd, loss = self._bpd_and_loss(batch)
+        self._log_stage(stage, bpd, loss, len(batch["image"]))
+        return loss
+
+    def _bpd_and_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         images = batch["image"]
         if self.conditional and "label" not in batch:
             raise ValueError("a class-conditional model needs labelled batches; this dataset has no labels")
         bpd = bits_per_dim(self(images, batch.get("label")), images).mean()
-        loss = bpd * math.log(2)  # mean NLL in nats per sub-pixel: the quantity minimised
-        self.log(f"{stage}/bpd", bpd, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=len(images))
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
-        return loss
+        return bpd, bpd * math.log(2)  # the loss: mean NLL in nats per sub-pixel, the quantity minimised
+
+    def _log_stage(self, stage: str, bpd: Tensor, loss: Tensor, n: int) -> None:
+        train = stage == "train"  # evaluation values are averaged over all processes
+        self.log(f"{stage}/bpd", bpd, on_step=train, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=not train)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=not train)
 
     def on_validation_epoch_end(self) -> None:
         trainer = self.trainer
         if self.hparams.num_samples <= 0 or trainer.sanity_checking or trainer.fast_dev_run:
             return
+        log_dir = trainer.log_dir  # on every process: Lightning broadcasts it from rank zero
         if trainer.is_global_zero:
             name = f"epoch{self.current_epoch:03d}-step{self.global_step:06d}.png"  # several validations per epoch
-            self.write_sample_grid(Path(trainer.log_dir or trainer.default_root_dir) / "samples" / name)
+            self.write_sample_grid(Path(log_dir or trainer.default_root_dir) / "samples" / name)
 
     def sample_images(self, num: int, *, temperature: float = 1.0, seed: int = 0) -> tuple[Tensor, int]:
         """``num`` samples ``uint8 (B, C, H, W)`` and the grid width: one column per class when conditional."""
@@ -134,6 +158,10 @@ class GenerationTask(L.LightningModule):
         out = save_image_grid(images, path, nrow=nrow)
         log.info("sample grid written to %s", out)
         return out
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            compile_in_place(self.model, self.hparams.compile)
 
     def configure_optimizers(self) -> dict:
         groups = param_groups(self.model, weight_decay=self.hparams.weight_decay)
