@@ -150,7 +150,8 @@ class DETR(nn.Module):
         return self.forward_heads(hs)
 
     def forward_backbone(self, images: Tensor, pixel_mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Last backbone feature map ``(B, Cb, h, w)`` and the pixel mask downsampled to it ``(B, h, w)``."""
+        """Backbone feature map at ``backbone_level`` ``(B, Cb, h, w)`` and the pixel mask downsampled to it
+        ``(B, h, w)``."""
         if images.ndim != 4:
             raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
         B, _, H, W = images.shape
@@ -205,8 +206,8 @@ def _box_mlp(dim: int) -> nn.Sequential:
 
 
 def _build_backbone(cfg: DETRConfig) -> nn.Module:
-    """timm CNN returning its last feature map; BatchNorm frozen (unless ``backbone_norm="batch"``), stem and first
-    stages frozen."""
+    """timm CNN returning its feature map at ``backbone_level``; BatchNorm frozen (unless ``backbone_norm="batch"``),
+    stem and first stages frozen."""
     import timm
 
     kwargs = {"output_stride": cfg.output_stride} if cfg.output_stride != 32 else {}
