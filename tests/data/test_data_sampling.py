@@ -90,3 +90,21 @@ def test_global_batch_is_shared_out(world, accumulate, expected):
 def test_a_global_batch_that_does_not_divide_is_refused():
     with pytest.raises(DataError, match="global_batch_size=64 cannot be shared out evenly over 3 devices"):
         per_device_batch_size(64, 3)
+
+
+def test_overfit_batches_trains_on_the_same_first_batches(tmp_path):
+    # Lightning rebuilds the training loader around a SequentialSampler for overfit_batches (it used to crash here)
+    from pathlib import Path
+
+    from vitkit.trainer import run_lightning_cli
+
+    config = Path(__file__).parents[2] / "configs" / "vit" / "digits.yaml"
+    cli = run_lightning_cli(["fit", "-c", str(config), "--trainer.overfit_batches", "2", "--trainer.max_epochs", "2",
+                             "--trainer.enable_progress_bar", "false", f"--trainer.default_root_dir={tmp_path}"])
+    assert cli.trainer.global_step == 4
+    loader = cli.trainer.train_dataloader
+    assert isinstance(loader, ResumableLoader) and not loader.resumable and loader.state_dict() == {}
+    first, again = ([b["label"] for b in loader] for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    expected = [int(loader.dataset[i]["label"]) for i in range(len(first[0]))]
+    assert first[0].tolist() == expected  # unshuffled: the split's first images, in order

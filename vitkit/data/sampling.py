@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from vitkit.data.errors import DataError
 
@@ -85,11 +85,17 @@ class ResumableLoader(DataLoader):
     same order; the loader then says so and skips the same number of batches of the new order.
     """
 
-    def __init__(self, dataset: Any, *, sampler: ResumableSampler, **kwargs: Any) -> None:
+    def __init__(self, dataset: Any, *, sampler: Sampler, **kwargs: Any) -> None:
         super().__init__(dataset, sampler=sampler, **kwargs)
-        self._epoch, self._batches = sampler.epoch, 0
+        # Lightning's overfit_batches rebuilds the loader around a SequentialSampler: the same first batches every
+        # epoch, a plain DataLoader with no position to save
+        self.resumable = isinstance(sampler, ResumableSampler)
+        self._epoch, self._batches = getattr(sampler, "epoch", 0), 0
 
     def __iter__(self) -> Iterator[Any]:
+        if not self.resumable:
+            yield from super().__iter__()
+            return
         # a generator: nothing (not even the sampler) runs before the first batch is asked for, by which time
         # Lightning has set the epoch and restored the position
         self._epoch = self.sampler.epoch
@@ -99,12 +105,16 @@ class ResumableLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
+        if not self.resumable:
+            return {}
         s = self.sampler
         epoch, batches = (self._epoch + 1, 0) if self._batches >= len(self) else (self._epoch, self._batches)
         return {"epoch": epoch, "batches": batches, "batch_size": self.batch_size, "num_replicas": s.num_replicas,
                 "seed": s.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not self.resumable or not state:
+            return
         s = self.sampler
         saved = (state.get("batch_size"), state.get("num_replicas"), state.get("seed"))
         if saved != (self.batch_size, s.num_replicas, s.seed):
