@@ -17,7 +17,8 @@ CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yam
 EMBEDDED = {"digits", "digits_detection"}  # datasets that exist on every machine
 # Paper-sized models whose one CPU batch takes minutes: checked at reduced depth and width, everything else as written.
 SMALLER = ["--model.init_args.model_kwargs", '{"depth": 1, "dim": 64, "num_heads": 2}']
-REDUCED = {"image_transformer/cifar10.yaml": SMALLER, "image_transformer/imagenet32.yaml": SMALLER}
+REDUCED = {"image_transformer/cifar10.yaml": SMALLER, "image_transformer/imagenet32.yaml": SMALLER,
+           "vit/imagenet_fsdp.yaml": SMALLER}
 
 
 def _one_batch_args(config: Path, tmp_path: Path, detection_root: Path) -> list[str]:
@@ -49,3 +50,25 @@ def test_config_runs_one_batch(config, tmp_path, request):
     cli = run_lightning_cli(_one_batch_args(config, tmp_path, root))
     assert cli.trainer.state.finished
     assert cli.trainer.callback_metrics, "the batch logged no metrics"
+
+
+def test_strategies_given_as_classes_build():
+    """The one-batch runs replace every strategy with 'auto' (one CPU process); a strategy given as a class (FSDP,
+    which needs CUDA to run) is built here from the file as written, with its wrapping policy resolved."""
+    import yaml
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.strategies import FSDPStrategy, Strategy
+
+    from vitkit.layers import Block
+
+    built = {}
+    for config in CONFIGS:
+        strategy = yaml.safe_load(config.read_text())["trainer"].get("strategy")
+        if isinstance(strategy, dict):
+            parser = ArgumentParser()
+            parser.add_argument("--strategy", type=Strategy)
+            built[config.name] = parser.instantiate(parser.parse_object({"strategy": strategy})).strategy
+    fsdp = built["imagenet_fsdp.yaml"]
+    assert isinstance(fsdp, FSDPStrategy)
+    assert fsdp.kwargs["auto_wrap_policy"]._module_classes == {Block}  # one FSDP unit per Transformer block
+    assert fsdp._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {Block}
