@@ -6,7 +6,7 @@ batch of the validation file, which ``--data.val_ann``/``--data.val_images`` poi
 are the same ``--images`` canvases. Augmentation and dropout are off: the point is to memorise. A run that cannot
 memorise a few images has a bug (targets, matching, losses, post-processing, evaluation), not slow convergence.
 
-    OMP_NUM_THREADS=1 python scripts/detr_overfit_sanity.py                  # ~4 minutes on one CPU thread
+    OMP_NUM_THREADS=1 python scripts/detr_overfit_sanity.py                  # about 30 s on one CPU thread
     OMP_NUM_THREADS=1 python scripts/detr_overfit_sanity.py --epochs 400 -- --model.init_args.lr 2e-4
 
 Arguments after ``--`` go to ``vitkit fit`` unchanged. Exit status 0 when the last val/AP50 reaches the target.
