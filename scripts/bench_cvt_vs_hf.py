@@ -26,6 +26,12 @@ allocator took from the OS.
 
 Runs alternate (vitkit first on even repeats, HF first on odd ones) so drifting machine load hits both; ratios are
 per repeat, and the table shows their medians. Targets from issue 3: ≥ 1.3× faster for both, ≤ 0.8× the memory.
+
+Measured (2 shared AMD EPYC cores, torch 2.14.1, transformers 5.24.0, ``--threads 1``, 3 repeats): training 1.00×
+(img/s) / 1.01× (img/CPU-s), peak memory 0.71×; inference 1.13× / 1.13×, memory 0.53×. The memory target is met,
+the speed target is not: about 65% of both models' time is the same GEMMs (linear layers of identical shapes).
+vitkit's fused attention takes 0.77 s of a 6.4 s training step where Hugging Face's explicit score matrices take
+1.17 s, and its cheaper memory comes from fused attention and the recomputed MLP activation (no extra time measured).
 """
 
 from __future__ import annotations
