@@ -18,7 +18,9 @@ dropout here so both do the same dropout work (the paper's 0.1 everywhere, atten
 
 Measured (2 shared AMD EPYC cores, torch 2.14.1, transformers 5.24.0; vitkit / HF throughput, median and paired):
 2 threads, --repeats 15: training step 1.13x / 1.15x (1.96 s vs 2.21 s), inference 1.44x / 1.44x (0.66 s vs 0.96 s);
-1 thread, --repeats 11: training step 1.11x / 1.12x (3.34 s vs 3.70 s), inference 1.23x / 1.22x. Where the gain
+1 thread, --repeats 11: training step 1.11x / 1.12x (3.34 s vs 3.70 s), inference 1.23x / 1.22x; re-measured after
+the backbone_level option, 2 threads on a quiet machine, --repeats 9: training step 1.17x / 1.17x (1.76 s vs 2.05 s),
+inference 1.28x / 1.28x (0.57 s vs 0.74 s), outputs equal to 6.6e-7. Where the gain
 comes from: frozen BatchNorm folded into the convolutions, a channels-last backbone, and a lighter Transformer
 (queries and keys projected in one matmul; no per-layer finiteness check or additive mask tensors as in HF).
 On a machine whose cores other processes keep busy, use --threads 1: two OpenMP threads competing for two busy
