@@ -11,10 +11,7 @@ import argparse
 import csv
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from vitkit.viz.figures import pyplot, save_figure
 
 
 def read_series(path: Path, keys: list[str]) -> dict[str, tuple[list[int], list[float]]]:
@@ -51,12 +48,12 @@ def main() -> None:
     p.add_argument("--title", default=None)
     args = p.parse_args()
     s = read_series(args.run_dir / "metrics.csv", [args.loss, args.val, *args.metrics])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, bx) = pyplot().subplots(1, 2, figsize=(11, 4))
     steps, loss = s[args.loss]
     ax.plot(steps, loss, color="tab:blue", alpha=0.3, lw=0.8, label=args.loss)
     ax.plot(steps, moving_average(loss, args.window), color="tab:blue", label=f"{args.loss} (moving average)")
     ax.plot(*s[args.val], "o-", color="tab:red", label=args.val)
-    ax.set(xlabel="optimiser step", ylabel="loss (sum over decoder layers)", ylim=(0, None))
+    ax.set(xlabel="optimiser step", ylabel="loss", ylim=(0, None))
     ax.legend()
     for key in args.metrics:
         bx.plot(*s[key], "o-", label=key)
@@ -64,9 +61,7 @@ def main() -> None:
     bx.legend()
     fig.suptitle(args.title or str(args.run_dir))
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(args.out)
+    print(save_figure(fig, args.out, dpi=110))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import torch
 
 from vitkit.bench.config import BenchConfig, BenchConfigError
 from vitkit.bench.run import ModelResult
+from vitkit.viz.figures import pyplot, save_figure
 
 REPORT_FILES = ("report.md", "report.json", "plot.png")
 COLUMNS = ["model", "source", "params (M)", "GFLOPs", "train img/s", "infer img/s", "peak train mem (MiB)",
@@ -76,12 +77,7 @@ def markdown(cfg: BenchConfig, results: list[ModelResult], env: dict[str, Any]) 
 
 def plot(results: list[ModelResult], path: Path, *, title: str) -> None:
     """Top-1 against GFLOPs (one point per model) and against training time (one curve per model)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_flops, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_flops, ax_time) = pyplot().subplots(1, 2, figsize=(11, 4.2))
     for i, r in enumerate(results):
         colour = f"C{i}"
         ax_flops.scatter(r.gflops, r.final_top1, color=colour, s=50, zorder=3)
@@ -106,8 +102,7 @@ def plot(results: list[ModelResult], path: Path, *, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _config_dict(cfg: BenchConfig) -> dict[str, Any]:

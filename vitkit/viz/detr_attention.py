@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitkit.layers import capture_attention
+from vitkit.viz.figures import pyplot, save_figure
 
 
 def query_attention_to_pixels(weights: Tensor, grid: tuple[int, int], image_size: tuple[int, int]) -> Tensor:
@@ -76,11 +77,9 @@ def query_attention_figure(
     ``image`` ``uint8 (H, W, 3)``; ``maps`` ``(k, H, W)`` in [0, 1]; ``boxes`` ``k`` xyxy pixel boxes; ``titles``
     one per query (e.g. "dog 0.97").
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
+    plt = pyplot()
 
     k = len(boxes)
     fig, axes = plt.subplots(1, k + 1, figsize=(3 * (k + 1), 3.2), squeeze=False)
@@ -97,8 +96,4 @@ def query_attention_figure(
         axes[0, i + 1].imshow(maps[i].cpu().numpy(), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
         axes[0, i + 1].set_title(title, fontsize=9, color=colour)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)

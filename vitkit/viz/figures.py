@@ -9,6 +9,25 @@ from pathlib import Path
 import numpy as np
 
 
+def pyplot():
+    """matplotlib's ``pyplot`` on the Agg backend: figures go to files, no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, out: str | Path, *, dpi: int) -> Path:
+    """Write ``fig`` to ``out`` (creating its folder) and free it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    pyplot().close(fig)
+    return out
+
+
 def attention_grid(
     images: np.ndarray,
     maps: np.ndarray,
@@ -24,11 +43,7 @@ def attention_grid(
     ``images``: ``(B, H, W)`` or ``(B, H, W, 3)`` in [0, 1]; ``maps``: ``(B, H, W)`` in [0, 1]; ``titles`` one per
     image, coloured green/red by ``correct`` when given.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(images)
     rows = math.ceil(n / columns)
     fig, axes = plt.subplots(rows, 2 * columns, figsize=(2 * columns * 1.4, rows * 1.6), squeeze=False)
@@ -45,8 +60,4 @@ def attention_grid(
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=120)

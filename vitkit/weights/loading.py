@@ -51,26 +51,32 @@ def load_state_dict(model: nn.Module, state_dict: dict[str, Tensor], *, source: 
     """
     own = model.state_dict()
     reinit_prefixes = tuple(getattr(model, "reinit_prefixes", ("head.",)))
+    missing, unexpected, wrong = key_differences(own, state_dict)
     report = LoadReport(source)
-    to_load, wrong_shape, unexpected = {}, [], []
-    for key, value in state_dict.items():
-        if key not in own:
-            (report.skipped if key.startswith(reinit_prefixes) else unexpected).append(key)
-        elif own[key].shape != value.shape:
-            if key.startswith(reinit_prefixes):
-                report.reinitialized.append(key)
-            else:
-                wrong_shape.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}")
-        else:
-            to_load[key] = value
-    missing = [k for k in own if k not in state_dict]
-    report.reinitialized += [k for k in missing if k.startswith(reinit_prefixes)]
-    missing = [k for k in missing if not k.startswith(reinit_prefixes)]
-    if wrong_shape or missing or unexpected:
+    report.skipped = [k for k in unexpected if k.startswith(reinit_prefixes)]
+    report.reinitialized = [k for k in wrong + missing if k.startswith(reinit_prefixes)]
+    missing, unexpected, wrong = ([k for k in keys if not k.startswith(reinit_prefixes)]
+                                  for keys in (missing, unexpected, wrong))
+    if wrong or missing or unexpected:
+        wrong_shape = [shape_difference(k, state_dict, own) for k in wrong]
         raise CheckpointError(_mismatch_message(model, source, wrong_shape, missing, unexpected))
+    to_load = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     return report
+
+
+def key_differences(own: dict[str, Tensor], theirs: dict[str, Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """``(missing, unexpected, wrong_shape)``: keys of ``own`` absent from ``theirs``, keys of ``theirs`` absent from
+    ``own``, and shared keys whose shapes differ (in ``theirs``'s order)."""
+    missing = [k for k in own if k not in theirs]
+    unexpected = [k for k in theirs if k not in own]
+    wrong = [k for k, v in theirs.items() if k in own and own[k].shape != v.shape]
+    return missing, unexpected, wrong
+
+
+def shape_difference(key: str, theirs: dict[str, Tensor], own: dict[str, Tensor]) -> str:
+    return f"{key}: checkpoint {tuple(theirs[key].shape)} vs model {tuple(own[key].shape)}"
 
 
 def _mismatch_message(model: nn.Module, source: str, wrong: list[str], missing: list[str], extra: list[str]) -> str:

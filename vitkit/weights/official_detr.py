@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from vitkit.weights.io import CheckpointError
+from vitkit.weights.loading import key_differences, shape_difference
 from vitkit.weights.renaming import rename_keys
 
 if TYPE_CHECKING:
@@ -55,10 +56,8 @@ def check_backbone(state_dict: dict[str, Tensor], model: nn.Module) -> None:
     """Raise ``CheckpointError`` naming the keys when the checkpoint's backbone is not the model's."""
     own = {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
     theirs = {k: v for k, v in state_dict.items() if k.startswith("backbone.")}
-    missing = sorted(set(own) - set(theirs))
-    extra = sorted(set(theirs) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(theirs[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(theirs)) if own[k].shape != theirs[k].shape]
+    missing, extra, wrong = key_differences(own, theirs)
+    shapes = [shape_difference(k, theirs, own) for k in wrong]
     if not (missing or extra or shapes):
         return
     parts = [f"the checkpoint's backbone does not match this model's backbone {model.config.backbone!r}"]
