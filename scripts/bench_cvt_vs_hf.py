@@ -63,7 +63,7 @@ def build(side: str, weights: Path) -> torch.nn.Module:
         model = CvtForImageClassification(hf_config())
         model.load_state_dict(torch.load(weights, weights_only=True))
         return model
-    from vitkit.models import create_model
+    from vitkit import create_model
 
     return create_model("cvt_13", checkpoint=weights, drop_path_rate=0.0)
 

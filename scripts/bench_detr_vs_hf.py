@@ -42,7 +42,8 @@ def build_pair(preset: str, attn_drop: float):
     from safetensors.torch import save_file
     from transformers import DetrConfig, DetrForObjectDetection
 
-    from vitkit.models import build_config, create_model
+    from vitkit import create_model
+    from vitkit.models import build_config
 
     cfg = build_config(preset, attn_drop_rate=attn_drop)
     hf_cfg = DetrConfig(

@@ -26,7 +26,7 @@ SMALL = {"dim": 128, "depth": 2, "num_heads": 4, "mlp_ratio": 4.0, "norm_first":
 
 
 def bench_sampling(threads: int) -> dict:
-    from vitkit.models import create_model
+    from vitkit import create_model
     from vitkit.models.sampling import sample
 
     torch.set_num_threads(threads)
@@ -53,7 +53,7 @@ def _rss_mb() -> float:
 
 
 def _train_step_worker(size: int, attention: str, fused: bool, threads: int, steps: int, queue) -> None:
-    from vitkit.models import create_model
+    from vitkit import create_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from vitkit.cli import main
@@ -48,8 +47,9 @@ def test_fit_writes_the_run_folder_and_the_attention_figure(tmp_path, capsys):
     assert main(["attention", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--out", str(out), "--num", "6"]) == 0
     with Image.open(out) as im:
         assert im.width > 400 and im.height > 100
-    with pytest.raises(ValueError, match="--num must be positive"):
-        main(["attention", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--num", "0"])
+    capsys.readouterr()
+    assert main(["attention", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--num", "0"]) == 2
+    assert "vitkit: error: --num must be positive, got 0 — " in capsys.readouterr().err
 
 
 def test_predict_writes_predictions_csv(tmp_path):

@@ -1,5 +1,6 @@
 """vitkit: vision Transformers on one attention core, trained through one Lightning datamodule."""
 
+from vitkit.build import create_model
 from vitkit.models import (
     DETR,
     CvT,
@@ -10,7 +11,6 @@ from vitkit.models import (
     ImageTransformerConfig,
     VisionTransformer,
     ViTConfig,
-    create_model,
     list_models,
 )
 

@@ -7,8 +7,10 @@ formats:
 - ``"xywh"``: top-left corner and size ``(x0, y0, w, h)`` — COCO annotations and results files;
 - ``"cxcywh"``: centre and size ``(cx, cy, w, h)`` — what DETR predicts, normalised by the image size.
 
-Every function is pure and works in the dtype it is given; callers that need fp32 (the matcher, the losses) cast
-before calling.
+Conversions, IoU and GIoU are torchvision's (``torchvision.ops``); what it lacks is here: the GIoU of matched pairs
+without the pairwise matrix, clipping and normalising pixel boxes. Every function is pure, works in the dtype it is
+given and never reads a value back to the host (they run inside the matcher and the losses); callers that need
+fp32 cast before calling.
 """
 
 from __future__ import annotations
@@ -17,33 +19,10 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+from torchvision import ops
 
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 FORMATS: tuple[str, ...] = ("xyxy", "xywh", "cxcywh")
-
-
-def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
-
-
-def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
-
-
-def xywh_to_xyxy(boxes: Tensor) -> Tensor:
-    x0, y0, w, h = boxes.unbind(-1)
-    return torch.stack([x0, y0, x0 + w, y0 + h], dim=-1)
-
-
-def xyxy_to_xywh(boxes: Tensor) -> Tensor:
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    return torch.stack([x0, y0, x1 - x0, y1 - y0], dim=-1)
-
-
-_TO_XYXY = {"xyxy": lambda b: b, "xywh": xywh_to_xyxy, "cxcywh": cxcywh_to_xyxy}
-_FROM_XYXY = {"xyxy": lambda b: b, "xywh": xyxy_to_xywh, "cxcywh": xyxy_to_cxcywh}
 
 
 def convert(boxes: Tensor, src: BoxFormat, dst: BoxFormat) -> Tensor:
@@ -55,60 +34,56 @@ def convert(boxes: Tensor, src: BoxFormat, dst: BoxFormat) -> Tensor:
         raise ValueError(f"boxes must have 4 coordinates in the last dimension, got shape {tuple(boxes.shape)}")
     if src == dst:
         return boxes
-    return _FROM_XYXY[dst](_TO_XYXY[src](boxes))
+    return ops.box_convert(boxes, src, dst)
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    return ops.box_convert(boxes, "cxcywh", "xyxy")
 
 
 def area(boxes: Tensor) -> Tensor:
-    """Area of ``xyxy`` boxes ``(..., 4)`` → ``(...)``; inverted boxes have negative area (not clamped)."""
+    """Area of ``xyxy`` boxes ``(..., 4)`` → ``(...)``."""
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
-def _intersection_union(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Intersection and union of broadcast-compatible ``xyxy`` boxes ``(..., 4)``."""
-    lt = torch.maximum(a[..., :2], b[..., :2])
-    rb = torch.minimum(a[..., 2:], b[..., 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter, area(a) + area(b) - inter
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise IoU of ``xyxy`` boxes ``a`` ``(N, 4)`` and ``b`` ``(M, 4)`` → ``(N, M)``."""
+    return ops.box_iou(a, b)
 
 
-def _enclosing_area(a: Tensor, b: Tensor) -> Tensor:
-    lt = torch.minimum(a[..., :2], b[..., :2])
-    rb = torch.maximum(a[..., 2:], b[..., 2:])
-    wh = (rb - lt).clamp(min=0)
-    return wh[..., 0] * wh[..., 1]
-
-
-def box_iou(a: Tensor, b: Tensor, *, eps: float = 1e-7) -> Tensor:
-    """Pairwise IoU of ``xyxy`` boxes ``a`` ``(N, 4)`` and ``b`` ``(M, 4)`` → ``(N, M)``.
-
-    ``eps`` keeps the ratio defined for two empty boxes (IoU 0 instead of NaN).
-    """
-    inter, union = _intersection_union(a[:, None, :], b[None, :, :])  # (N, M)
-    return inter / union.clamp(min=eps)
-
-
-def generalized_box_iou(a: Tensor, b: Tensor, *, eps: float = 1e-7) -> Tensor:
-    """Pairwise GIoU ``IoU - |C \\ (A ∪ B)| / |C|`` (C = smallest enclosing box) → ``(N, M)``, in ``[-1, 1]``."""
-    _check_xyxy(a, "a")
-    _check_xyxy(b, "b")
-    a, b = a[:, None, :], b[None, :, :]
-    inter, union = _intersection_union(a, b)  # (N, M)
-    hull = _enclosing_area(a, b)
-    return inter / union.clamp(min=eps) - (hull - union) / hull.clamp(min=eps)
+def generalized_box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise GIoU ``IoU - |C \\ (A ∪ B)| / |C|`` (C = smallest enclosing box) of ``xyxy`` boxes → ``(N, M)``, in
+    ``[-1, 1]``. Boxes must not be inverted (``x1 >= x0``, ``y1 >= y0``): a box in another format gives nonsense."""
+    return ops.generalized_box_iou(a, b)
 
 
 def generalized_box_iou_pairs(a: Tensor, b: Tensor, *, eps: float = 1e-7) -> Tensor:
     """GIoU of matched pairs: ``a`` and ``b`` both ``(N, 4)`` ``xyxy`` → ``(N,)`` (the diagonal, without the matrix)."""
-    _check_xyxy(a, "a")
-    _check_xyxy(b, "b")
-    inter, union = _intersection_union(a, b)
-    hull = _enclosing_area(a, b)
+    lt, rb = torch.maximum(a[:, :2], b[:, :2]), torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=1)  # (N,)
+    union = area(a) + area(b) - inter
+    hull = (torch.maximum(a[:, 2:], b[:, 2:]) - torch.minimum(a[:, :2], b[:, :2])).clamp(min=0).prod(dim=1)
     return inter / union.clamp(min=eps) - (hull - union) / hull.clamp(min=eps)
 
 
-def _check_xyxy(boxes: Tensor, name: str) -> None:
-    # An inverted box (x1 < x0) gives a meaningless GIoU; it means the caller passed another format.
-    if bool((boxes[..., 2:] < boxes[..., :2]).any()):
-        raise ValueError(f"GIoU needs xyxy boxes with x1 >= x0 and y1 >= y0; {name} has inverted boxes "
-                         f"(were cxcywh or xywh boxes passed without boxes.convert?)")
+def clip_xywh(boxes: Tensor, width: float | Tensor, height: float | Tensor) -> Tensor:
+    """COCO ``[x, y, w, h]`` pixel boxes ``(n, 4)`` clipped to a ``width × height`` image (scalars, or ``(n,)`` one
+    per box); a box wholly outside comes out with zero width or height."""
+    width, height = (torch.as_tensor(v, dtype=boxes.dtype).expand(len(boxes)) for v in (width, height))
+    limit = torch.stack([width, height, width, height], dim=1)  # (n, 4)
+    xyxy = torch.minimum(ops.box_convert(boxes, "xywh", "xyxy").clamp(min=0), limit)
+    return ops.box_convert(xyxy, "xyxy", "xywh")
+
+
+def normalise(boxes: Tensor, height: int, width: int, src: BoxFormat = "xywh") -> Tensor:
+    """Pixel boxes ``(n, 4)`` in format ``src`` → normalised ``(cx, cy, w, h)``, fractions of the image's sides."""
+    scale = boxes.new_tensor([width, height, width, height])
+    return convert(boxes, src, "cxcywh") / scale
+
+
+def denormalise(boxes: Tensor, sizes: Tensor, dst: BoxFormat = "xyxy") -> Tensor:
+    """Normalised ``(cx, cy, w, h)`` boxes ``(B, Q, 4)`` → pixel boxes in ``dst``, for images of ``sizes``
+    ``(B, 2)`` = (height, width)."""
+    h, w = sizes.unbind(-1)
+    scale = torch.stack([w, h, w, h], dim=-1)[:, None, :]  # (B, 1, 4)
+    return convert(boxes * scale, "cxcywh", dst)

@@ -4,6 +4,10 @@
 shared ``VisionDataModule``; the data's class count, class names, channels and image size are linked into the
 task. The other sub-commands (``vitkit models``, ``vitkit attention``, ...) live one per module in
 ``vitkit/commands/``, each with ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Every user mistake — a bad argument of any sub-command, a config value, a data or checkpoint problem — is printed
+as one line, ``vitkit: error: <what> — <how to fix>``, with exit status 2; anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
-from vitkit.errors import find_user_error
+from vitkit.errors import VitkitError, find_user_error
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 COMMANDS = {  # name → module under vitkit.commands
@@ -28,32 +33,83 @@ COMMANDS = {  # name → module under vitkit.commands
 }
 
 
+class UsageError(VitkitError):
+    """A command-line argument that cannot be parsed or is missing."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """``argparse`` for the tool sub-commands, raising ``UsageError`` instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _show_vitkit_logs()
     try:
         return _dispatch(argv)
-    except Exception as e:  # bad input anywhere (often wrapped by jsonargparse/Lightning): message, no traceback
+    except argparse.ArgumentError as e:  # jsonargparse's, for the Lightning sub-commands
+        command = argv[0] if argv else "fit"
+        print(f"vitkit: error: {parser_error_line(str(e), command)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # bad input anywhere (often wrapped by jsonargparse/Lightning): one line, no traceback
         user_error = find_user_error(e)
         if user_error is None:
             raise
-        print(f"vitkit: error: {user_error}", file=sys.stderr)
+        print(f"vitkit: error: {user_error.one_line()}", file=sys.stderr)
         return 2
 
 
 def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(f"vitkit.commands.{COMMANDS[argv[0]]}")
-        parser = argparse.ArgumentParser(prog=f"vitkit {argv[0]}", description=module.__doc__)
+        parser = CommandParser(prog=f"vitkit {argv[0]}", description=module.__doc__)
         module.add_arguments(parser)
         return module.run(parser.parse_args(argv[1:]))
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in LIGHTNING_COMMANDS:
+    if not argv or argv[0] in ("-h", "--help"):
         _print_usage()
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        return 0
+    if argv[0] not in LIGHTNING_COMMANDS:
+        raise UsageError(f"unknown command {argv[0]!r}",
+                         f"use one of {', '.join(LIGHTNING_COMMANDS + tuple(COMMANDS))} (`vitkit --help`)")
     from vitkit.trainer import run_lightning_cli
 
     run_lightning_cli(argv)
     return 0
+
+
+_BOILERPLATE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
+                "- Expected a <class 'NoneType'>", "Expected a <class 'NoneType'>")
+
+
+def parser_error_line(message: str, command: str = "fit") -> str:
+    """jsonargparse's (multi-line, nested) parsing error → ``<flag>: <what> — <how to fix>`` on one line."""
+    fix = f"see `vitkit {command} --help` for the options and their types"
+    unrecognised = re.search(r"[Uu]nrecognized arguments: (.+)", message)
+    if unrecognised:
+        flags = [a for a in unrecognised.group(1).split() if a.startswith("-")] or unrecognised.group(1).split()
+        return f"unrecognised argument {' '.join(flags)} — {fix} (flags are --<section>.<key>, e.g. " \
+               f"--trainer.max_epochs)"
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    nested = re.search(r"NestedArg\(key='([^']+)'", message)
+    if nested and keys and keys[-1] == keys[0] and nested.group(1) not in keys:
+        keys.append(nested.group(1))
+    flag = keys[0] if keys else ""
+    if len(keys) > 1:
+        nested_class = keys[0] in ("model", "data") and keys[-1] != "class_path"
+        flag = f"{keys[0]}.init_args.{keys[-1]}" if nested_class else f"{keys[0]}.{keys[-1]}"
+    details = [line.strip().lstrip("- ").strip() for line in message.splitlines()]
+    skip = _BOILERPLATE + ("Problem with given class_path",)
+    details = [re.sub(r'^Parser key "[^"]+": ', "", d) for d in details if d and not d.startswith(skip)]
+    details = [d for d in details if not re.fullmatch(r'Parser key "[^"]+":', d)]
+    detail = details[0] if details else message.strip().splitlines()[-1]
+    detail = re.sub(r"Expected a <class '(\w+)'>\. Got value: (.*)", r"expected a \1, got '\2'", detail)
+    detail = re.sub(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", r"expected one of \1, got '\2'", detail)
+    if re.match(r"Expected an instantiatable class, but .* is abstract", detail):
+        detail, fix = "the class is not given", f"give it first (e.g. --{keys[0] if keys else flag} " \
+                      f"lightning.pytorch.loggers.CSVLogger), then its arguments; {fix}"
+    return f"--{flag}: {detail} — {fix}" if flag else f"{detail} — {fix}"
 
 
 def _show_vitkit_logs() -> None:

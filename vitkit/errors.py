@@ -1,23 +1,31 @@
 """Errors that describe bad user input (a name, a file, a value) and say how to fix it.
 
-The CLI prints these without a traceback; everything else is a bug and keeps its traceback.
+Every such error is a ``VitkitError(what, fix)``: ``what`` names the value, key or file at fault, ``fix`` says what
+to do. The CLI prints it as one line, ``vitkit: error: <what> — <fix>``, and exits with status 2; everything else is
+a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+SEPARATOR = " — "
+
 
 class VitkitError(Exception):
-    """Base of the errors the CLI reports as plain messages.
+    """Base of the errors the CLI reports as one line.
 
     A DataLoader worker process that raises one is reported by the main process with a new exception of the same
     class whose message is the worker's whole traceback; such a message is cut back to the original one, plus where
     it was raised, so that a bad file reads as a bad file wherever it was loaded.
     """
 
-    def __init__(self, *args: object) -> None:
-        if len(args) == 1 and isinstance(args[0], str):
-            args = (_strip_worker_traceback(args[0]),)
-        super().__init__(*args)
+    def __init__(self, what: str, fix: str | None = None) -> None:
+        what = _strip_worker_traceback(what)
+        self.what, self.fix = what, fix
+        super().__init__(what if fix is None else f"{what}{SEPARATOR}{fix}")
+
+    def one_line(self) -> str:
+        """The message on one line (a multi-line detail joined with ``; ``)."""
+        return "; ".join(part.strip() for part in str(self).splitlines() if part.strip())
 
 
 def _strip_worker_traceback(message: str) -> str:
@@ -36,6 +44,9 @@ def _strip_worker_traceback(message: str) -> str:
     marker = f"{name}: "
     text = error.split(marker, 1)[1] if marker in error else error
     where = head[len(f"Caught {name} "):].rstrip(".")
+    if SEPARATOR in text:  # keep the fix last
+        what, fix = text.split(SEPARATOR, 1)
+        return f"{what} (raised {where}){SEPARATOR}{fix}"
     return f"{text} (raised {where})"
 
 
@@ -48,6 +59,14 @@ class UnknownModelError(VitkitError, KeyError):
 
 class ConfigError(VitkitError, ValueError):
     """A configuration value that cannot work (a block size that does not divide the sequence, ...)."""
+
+
+class CheckpointError(VitkitError, ValueError):
+    """A checkpoint file that cannot be read or does not fit the model."""
+
+
+class MissingFileError(VitkitError, FileNotFoundError):
+    """A file the user named that is not there."""
 
 
 def find_user_error(error: BaseException) -> VitkitError | None:

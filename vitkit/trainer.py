@@ -9,10 +9,17 @@ for the task that disagree with the data are refused. Every run writes under
 ``runs/<name>/version_<n>/``: ``checkpoints/`` (best and last), ``metrics.csv``, TensorBoard events and the resolved
 ``config.yaml``.
 
+When the data does not say what size its images are (an image folder of photos of many sizes) and none is given,
+the model's design size is adopted.
+
 Robustness the CLI adds to every run (``vitkit.training``): checkpoints are written atomically and read without
 running pickled code (``--ckpt_path`` included); each process's random states travel in checkpoints;
 ``--checkpoint_every_n_steps N`` rewrites ``last.ckpt`` every N steps; ``--ckpt_path last`` resumes from the newest
-``last.ckpt`` of the run's earlier versions (or starts afresh when there is none) and logs into a new version folder.
+``last.ckpt`` among the run's earlier versions, whatever the logger (``vitkit.training.resume``), or starts afresh
+when there is none, and logs into a new version.
+
+Parsing errors come back as ``argparse.ArgumentError`` (the parsers do not exit), for ``vitkit.cli`` to print as one
+line.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from vitkit.data import DataError, VisionDataModule
 from vitkit.training.atomic import AtomicCheckpointIO
-from vitkit.training.resume import StepCheckpoint, find_last_checkpoint
+from vitkit.training.resume import StepCheckpoint, resolve_last
 from vitkit.training.rng_state import RngStateCallback
 from vitkit.weights.io import load_pickle_safely
 
@@ -43,6 +50,10 @@ LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
 
 class VitkitCLI(LightningCLI):
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        kwargs.setdefault("exit_on_error", False)  # errors raise; vitkit.cli prints them as one line
+        return super().init_parser(**kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_name", type=str, default="vitkit",
                             help="runs are written to <trainer.default_root_dir>/<run_name>/version_<n>")
@@ -70,8 +81,6 @@ class VitkitCLI(LightningCLI):
         trainer = config.trainer
         if trainer.logger in (None, True):
             root = Path(trainer.default_root_dir or "runs")
-            if config.get("ckpt_path") == "last":
-                config.ckpt_path = _resolve_last(root / config.run_name)
             version = _next_version(root / config.run_name)
             trainer.logger = [
                 {"class_path": f"lightning.pytorch.loggers.{cls}",
@@ -96,10 +105,17 @@ class VitkitCLI(LightningCLI):
         if given is not None and given != found:
             raise DataError(f"the model is given num_classes={given} (config or checkpoint) but dataset "
                             f"{data.dataset_name!r} has {found} classes ({', '.join(data.class_names[:10])}"
-                            f"{', ...' if found > 10 else ''}): the class count comes from the data, so drop "
-                            f"model.init_args.num_classes, or use the data the model was trained on (for COCO files: "
-                            f"check their \"categories\")")
+                            f"{', ...' if found > 10 else ''})", "the class count comes from the data: drop "
+                            "model.init_args.num_classes, or use the data the model was trained on (for COCO files: "
+                            "check their \"categories\")")
         _fill_category_ids(self.model, data)
+        data.adopt_image_size(getattr(self.model, "input_size", None))
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if subcommand == "fit" and kwargs.get("ckpt_path") == "last":
+            kwargs["ckpt_path"] = resolve_last(self.trainer)
+        return kwargs
 
 
 def _fill_category_ids(task: LightningModule, data: VisionDataModule) -> None:
@@ -112,18 +128,8 @@ def _fill_category_ids(task: LightningModule, data: VisionDataModule) -> None:
         task.category_ids = ids
     elif list(given) != ids:
         raise DataError(f"the model is given category_ids={list(given)[:20]} but dataset {data.dataset_name!r} has "
-                        f"{ids[:20]}: drop model.init_args.category_ids (they come from the data), or use the "
-                        f"annotation file the model was trained with")
-
-
-def _resolve_last(run_dir: Path) -> str | None:
-    """``--ckpt_path last``: the newest ``last.ckpt`` among the run's versions, or None (start afresh)."""
-    last = find_last_checkpoint(run_dir)
-    if last is None:
-        log.info("--ckpt_path last: no checkpoint under %s yet, starting from scratch", run_dir)
-        return None
-    log.info("--ckpt_path last: resuming from %s", last)
-    return str(last)
+                        f"{ids[:20]}", "drop model.init_args.category_ids (they come from the data), or use the "
+                        "annotation file the model was trained with")
 
 
 def _next_version(folder: Path) -> int:

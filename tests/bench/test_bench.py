@@ -66,7 +66,7 @@ FEATURES_ONLY = {"model_kwargs": {"resnet18": {"num_classes": 0}}}  # a timm mod
 
 
 @pytest.mark.parametrize(("args", "extra", "message"), [
-    (["--models", "vit_tset", "cvt_test"], {}, "unknown model 'vit_tset'.*Did you mean.*vit_test"),
+    (["--models", "vit_tset", "cvt_test"], {}, "unknown model 'vit_tset'.*did you mean.*vit_test"),
     ([], {**FEATURES_ONLY, "models": ["resnet18"]},
      r"resnet18 is not a plain image classifier.*is \(2, 512\), expected logits \(2, 4\)"),
     (["--epochs", "0"], {}, "budget must be a positive"),

@@ -147,8 +147,8 @@ def test_training_refuses_files_with_errors_and_accepts_warnings(tmp_path):
     images = [{"id": 1, "file_name": "a.png", "width": 20, "height": 20}]
     write_coco(tmp_path / "bad", images, [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [1, 1, 5, 5]}],
                [{"id": 1, "name": "x"}])
-    with pytest.raises(DataError, match=r"(?s)1 error\(s\) that would corrupt training.*category_id 9 is not an id"
-                                        r".*fix: add the category.*vitkit check-data --ann"):
+    with pytest.raises(DataError, match=r"(?s)1 error\(s\) that would corrupt training; the first: .*category_id 9 "
+                                        r"is not an id.* — add the category.*vitkit check-data --ann"):
         VisionDataModule("coco", root=str(tmp_path / "bad"), task="detection")
     write_coco(tmp_path / "warn", images, [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 25, 5]}],
                [{"id": 1, "name": "x"}], info=False)  # box past the edge, no area/iscrowd/info: repaired
@@ -157,7 +157,7 @@ def test_training_refuses_files_with_errors_and_accepts_warnings(tmp_path):
 
 @pytest.mark.parametrize("images, message", [
     ([], r'the "images" list is empty: there is nothing to train on'),
-    (None, r"annotation file .*instances_train2017.json not found; a COCO-format root holds"),
+    (None, r"annotation file .*instances_train2017.json not found — a COCO-format root holds"),
 ])
 def test_empty_or_missing_datasets(tmp_path, images, message):
     if images is not None:
@@ -171,7 +171,8 @@ def test_bad_pairings_and_paths(tmp_path):
         VisionDataModule("coco", task="detection")
     with pytest.raises(DataError, match=r"dataset 'coco' cannot serve task 'classification': its samples lack"):
         VisionDataModule("coco", root=str(tmp_path))
-    with pytest.raises(DataError, match=r"unknown augment preset 'imagenet'; valid: auto, none, detr, detr_noflip"):
+    with pytest.raises(DataError, match=r"unknown augment preset 'imagenet' — use one of auto, none, detr, "
+                                        r"detr_noflip"):
         _module(_dataset(tmp_path), augment="imagenet")
     with pytest.raises(DataError, match=r"validation annotation file .*nope.json \(--data.val_ann\) not found"):
         _module(tmp_path, val_ann="nope.json")

@@ -111,13 +111,13 @@ def test_root_missing_not_a_directory_or_empty(tmp_path):
     with pytest.raises(DataError, match="file.txt is not a directory"):
         VisionDataModule("imagefolder", root=str(tmp_path / "file.txt"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="empty is empty; expected root/train/<class>"):
+    with pytest.raises(DataError, match="empty is empty — lay it out as root/train/<class>"):
         VisionDataModule("imagefolder", root=str(tmp_path / "empty"))
 
 
 def test_no_train_folder_names_layout(image_folder):
     root = image_folder({"training": {"a": 1}})
-    with pytest.raises(DataError, match=r"no train/ folder in .*it holds: training.*expected root/train/<class>"):
+    with pytest.raises(DataError, match=r"no train/ folder in .*it holds: training.*lay it out as root/train/<class>"):
         VisionDataModule("imagefolder", root=str(root))
 
 

@@ -25,7 +25,7 @@ def modules(image_folder, fake_cifar):
 
 @pytest.mark.parametrize("name, classes, chans, size", [
     ("digits", 10, 1, 8), ("fake", 3, 3, 32), ("cifar10", 10, 3, 32), ("cifar100", 100, 3, 32),
-    ("imagefolder", 2, 3, 224),
+    ("imagefolder", 2, 3, None),  # 12×10 images: the folder does not say; the model's size is adopted
 ])
 def test_metadata_before_setup_and_batches(modules, name, classes, chans, size):
     dm = modules[name](batch_size=4)
@@ -96,7 +96,7 @@ def test_class_names_travel_in_checkpoints(image_folder):
     root = image_folder({"train": {"cat": 2, "dog": 2}})
     dm = VisionDataModule("imagefolder", root=str(root))
     state = dm.state_dict()
-    assert state["class_names"] == ["cat", "dog"] and state["in_chans"] == 3 and state["image_size"] == 224
+    assert state["class_names"] == ["cat", "dog"] and state["in_chans"] == 3
     VisionDataModule("imagefolder", root=str(root)).load_state_dict(state)
     other = image_folder({"train": {"cat": 2, "emu": 2}})
     with pytest.raises(DataError, match=r"only in checkpoint: \['dog'\]; only in data: \['emu'\]"):
@@ -139,10 +139,10 @@ def test_cli_parses_the_signature():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"dataset": "mnist"}, "unknown dataset 'mnist'; valid names: cifar10, cifar100, coco, digits, digits_detection, "
+    ({"dataset": "mnist"}, "unknown dataset 'mnist' — use one of cifar10, cifar100, coco, digits, digits_detection, "
                            "fake, imagefolder"),
     ({"augment": "mixup"}, "unknown augment preset 'mixup'"),
-    ({"task": "segmentation"}, "unknown task 'segmentation'; valid: classification"),
+    ({"task": "segmentation"}, "unknown task 'segmentation' — use one of classification"),
     ({"val_split": 0.0}, r"val_split=0.0 must lie strictly between 0 and 1"),
     ({"val_split": 1.0}, r"val_split=1.0 must lie strictly between 0 and 1"),
     ({"val_split": -0.2}, r"val_split=-0.2 must lie"),
@@ -160,3 +160,16 @@ def test_empty_validation_split_is_reported(image_folder):
     root = image_folder({"train": {"a": 1, "b": 1}})  # single-image classes stay in training
     with pytest.raises(DataError, match="the val split of 'imagefolder' is empty"):
         VisionDataModule("imagefolder", root=str(root)).setup()
+
+
+def test_an_image_folder_reports_the_size_its_images_share(image_folder):
+    """A folder of 32×32 images (CIFAR-10 as JPEGs) trains at 32 without being told; a size given wins; a folder of
+    mixed sizes says nothing, and a model run on it lends its own size (through the Trainer, or the CLI)."""
+    square = image_folder({"train": {"cat": 3, "dog": 3}}, size=(32, 32))
+    assert VisionDataModule("imagefolder", root=str(square)).image_size == 32
+    assert VisionDataModule("imagefolder", root=str(square), image_size=64).image_size == 64
+    mixed = VisionDataModule("imagefolder", root=str(image_folder({"train": {"cat": 3, "dog": 3}})))
+    assert mixed.image_size is None
+    mixed.adopt_image_size(24)
+    assert mixed.image_size == 24 and mixed.preprocessing.image_size == 24
+    assert next(iter(mixed.val_dataloader()))["image"].shape[-2:] == (24, 24)

@@ -70,5 +70,5 @@ def test_grayscale_images_keep_one_channel():
 
 
 def test_unknown_preset():
-    with pytest.raises(DataError, match="unknown augment preset 'mixup'; valid: auto, none, cifar"):
+    with pytest.raises(DataError, match="unknown augment preset 'mixup' — use one of auto, none, cifar"):
         build_transforms("mixup", "cifar", 16)

@@ -6,8 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from vitkit import create_model
+from vitkit.build import create_model_and_report
 from vitkit.layers import FrozenBatchNorm2d, capture_attention
-from vitkit.models import DETR, create_model
+from vitkit.models import DETR
 from vitkit.weights import CheckpointError
 
 TEST_SHAPE = dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
@@ -69,8 +71,8 @@ def test_forward_contract():
 
 def test_equals_hugging_face_timm_backbone(tmp_path):
     hf = hf_detr(backbone="test_resnet")
-    ours = create_model("detr_test", checkpoint=save(hf.state_dict(), tmp_path / "hf.safetensors"))
-    assert ours.load_report.reinitialized == [] and ours.load_report.skipped == []
+    ours, report = create_model_and_report("detr_test", checkpoint=save(hf.state_dict(), tmp_path / "hf.safetensors"))
+    assert report.reinitialized == [] and report.skipped == []
     assert max_diff(ours, hf, *batch()) <= 1e-4
 
 
@@ -129,8 +131,8 @@ def test_official_layout_round_trip(tmp_path):
     assert "transformer.decoder.layers.1.multihead_attn.in_proj_weight" in official
     path = tmp_path / "detr-official.pth"
     torch.save({"model": official, "epoch": 1}, path)  # the release files wrap the weights in "model"
-    ours = create_model("detr_test", checkpoint=path)
-    assert "official" in ours.load_report.notes[0]
+    ours, report = create_model_and_report("detr_test", checkpoint=path)
+    assert "official" in report.notes[0]
     assert max_diff(ours, hf, *batch()) <= 1e-4
 
 
@@ -146,8 +148,8 @@ def test_checkpoint_from_another_backbone_names_the_keys(tmp_path):
 def test_new_class_count_reinitialises_only_the_class_head(tmp_path):
     source = create_model("detr_test")
     path = save(source.state_dict(), tmp_path / "five.safetensors")
-    model = create_model("detr_test", num_classes=2, checkpoint=path)
-    assert sorted(model.load_report.reinitialized) == ["class_head.bias", "class_head.weight"]
+    model, report = create_model_and_report("detr_test", num_classes=2, checkpoint=path)
+    assert sorted(report.reinitialized) == ["class_head.bias", "class_head.weight"]
     assert torch.equal(model.box_head[0].weight, source.box_head[0].weight)
     assert model.class_head.out_features == 3
     model.reset_classifier(7)
@@ -162,7 +164,11 @@ def test_frozen_backbone_and_learning_rates():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     bns = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
     assert bns and all(b.folded and b.eps == 1e-5 for b in bns)
-    assert model.lr_scale("backbone.layer4.0.conv1.weight") == 0.1 and model.lr_scale("class_head.weight") == 1.0
+    from vitkit.tasks import DetectionTask  # the task owns optimisation: the backbone learns at lr / 10 by default
+
+    task = DetectionTask(model)
+    assert task.lr_scale("backbone.layer4.0.conv1.weight") == 0.1 and task.lr_scale("class_head.weight") == 1.0
+    assert DetectionTask(model, lr=2e-4, lr_backbone=5e-5).lr_scale("backbone.layer4.0.conv1.weight") == 0.25
     assert all(p.requires_grad for p in create_model("detr_test", backbone_frozen_stages=-1).parameters())
     whole = create_model("detr_test", backbone_frozen_stages=99)
     assert not any(p.requires_grad for n, p in whole.named_parameters() if n.startswith("backbone."))

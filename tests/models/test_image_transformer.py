@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitkit.models import ImageTransformerConfig, create_model, get_preset, list_models
+from vitkit import create_model
+from vitkit.models import ImageTransformerConfig, get_preset, list_models
 
 VARIANTS = ["local_1d", "local_2d", "global"]
 

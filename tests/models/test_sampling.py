@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vitkit.models import create_model
+from vitkit import create_model
 from vitkit.models.sampling import sample
 
 

@@ -8,8 +8,8 @@ from lightning import Trainer
 from vitkit import create_model
 from vitkit.data import VisionDataModule
 from vitkit.tasks import ClassificationTask
-from vitkit.tasks.checkpoints import load_task
 from vitkit.tasks.optim import param_groups, warmup_cosine
+from vitkit.tasks.shell import load_task
 from vitkit.weights import CheckpointError
 
 
@@ -76,7 +76,7 @@ def test_any_timm_classifier_and_injected_modules():
 def test_timm_checkpoint_for_a_timm_model_reinitialises_its_classifier(tmp_path):
     torch.save(timm.create_model("resnet18", num_classes=10).state_dict(), tmp_path / "r18.pth")
     task = ClassificationTask("resnet18", num_classes=3, checkpoint=str(tmp_path / "r18.pth"))
-    assert sorted(task.model.load_report.reinitialized) == ["fc.bias", "fc.weight"]
+    assert sorted(task.load_report.reinitialized) == ["fc.bias", "fc.weight"]
 
 
 def test_bad_model_names_and_checkpoints(tmp_path):

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vitkit.detection import coco_eval
 from vitkit.tasks import DetectionTask
-from vitkit.tasks.checkpoints import load_task
+from vitkit.tasks.shell import load_task
 
 CATEGORY_IDS = [3, 7, 11]  # non-contiguous, as in COCO
 
@@ -103,10 +103,10 @@ def test_fit_evaluates_with_cocoeval_and_exports_results_json(tmp_path):
 
     rebuilt = load_task(tmp_path / "checkpoints" / "last.ckpt", expected=DetectionTask)
     assert rebuilt.category_ids == CATEGORY_IDS and rebuilt.class_names == ["a", "b", "c"]
-    assert rebuilt.preprocessing["image_size"] == 64 and rebuilt.preprocessing["max_size"] == 107  # 64·1333/800
+    assert rebuilt.preprocessing is None  # plain dataloaders: no datamodule to say how images were prepared
     batch = collate([Shapes(2)[1]])
     torch.testing.assert_close(rebuilt(batch["image"])["pred_boxes"], task.eval()(batch["image"])["pred_boxes"])
-    from vitkit.models import create_model  # the Lightning checkpoint also loads as plain DETR weights
+    from vitkit import create_model  # the Lightning checkpoint also loads as plain DETR weights
 
     model = create_model("detr_test", num_classes=3, checkpoint=tmp_path / "checkpoints" / "last.ckpt").eval()
     torch.testing.assert_close(model(batch["image"])["pred_logits"], task(batch["image"])["pred_logits"])
@@ -169,11 +169,11 @@ def test_predict_step_returns_original_coordinates_and_category_ids():
 def test_fine_tuning_reinitialises_the_class_head_only(tmp_path):
     from safetensors.torch import save_file
 
-    from vitkit.models import create_model
+    from vitkit import create_model
 
     save_file(create_model("detr_test").state_dict(), str(tmp_path / "five.safetensors"))
     task = make_task(checkpoint=str(tmp_path / "five.safetensors"))
-    assert sorted(task.model.load_report.reinitialized) == ["class_head.bias", "class_head.weight"]
+    assert sorted(task.load_report.reinitialized) == ["class_head.bias", "class_head.weight"]
 
 
 def test_inconsistent_class_description_is_rejected():
@@ -186,11 +186,13 @@ def test_detect_command_draws_images_and_writes_coco_results(tmp_path):
     from PIL import Image
 
     from vitkit.cli import main
+    from vitkit.data.preprocessing import Preprocessing
 
     task = make_task()
     trainer = Trainer(max_steps=1, default_root_dir=tmp_path, accelerator="cpu", enable_progress_bar=False,
                       logger=False, enable_checkpointing=False, limit_val_batches=0)
     trainer.fit(task, train_dataloaders=loader(3))
+    task.preprocessing = Preprocessing.for_detection(64, (0.5,) * 3, (0.25,) * 3).to_dict()  # a datamodule's
     trainer.save_checkpoint(tmp_path / "detr.ckpt")
     rgb = (np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8)
     Image.fromarray(rgb).save(tmp_path / "a.png")
@@ -209,5 +211,4 @@ def test_detect_command_draws_images_and_writes_coco_results(tmp_path):
         size = images[r["image_id"]]
         assert r["category_id"] in CATEGORY_IDS and 0 <= r["score"] <= 1
         assert x >= -1e-3 and x + w <= size["width"] + 1e-3 and y >= -1e-3 and y + h <= size["height"] + 1e-3
-    with pytest.raises(SystemExit, match="not found"):
-        main(["detect", "--ckpt", str(tmp_path / "detr.ckpt"), str(tmp_path / "nope.png"), "--out", str(out)])
+    assert main(["detect", "--ckpt", str(tmp_path / "detr.ckpt"), str(tmp_path / "nope.png"), "--out", str(out)]) == 2

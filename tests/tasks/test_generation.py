@@ -11,12 +11,13 @@ from lightning import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from PIL import Image
 
+from vitkit import create_model
 from vitkit.cli import main
 from vitkit.data import VisionDataModule
-from vitkit.models import create_model
+from vitkit.errors import ConfigError
 from vitkit.tasks import GenerationTask
-from vitkit.tasks.checkpoints import TASK_KEY, load_task
 from vitkit.tasks.generation import bits_per_dim
+from vitkit.tasks.shell import TASK_KEY, load_task
 
 TINY = {"img_size": 8, "in_chans": 1}  # the test preset on 8×8 grey digits: 64 positions
 
@@ -42,7 +43,7 @@ def test_model_must_be_an_image_transformer_and_sized_from_data():
     task = GenerationTask("image_transformer_test", in_chans=1, img_size=8, num_classes=10, conditional=True)
     assert (task.model.config.in_chans, task.model.config.img_size, task.model.config.num_classes) == (1, 8, 10)
     assert GenerationTask("image_transformer_test", num_classes=10).model.config.num_classes == 0
-    with pytest.raises(TypeError, match="needs an ImageTransformer, got VisionTransformer"):
+    with pytest.raises(ConfigError, match="needs an ImageTransformer, got VisionTransformer"):
         GenerationTask(create_model("vit_test"))
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import timm
 import torch
 from lightning import Callback, Trainer
 
@@ -9,8 +10,8 @@ from vitkit.data import VisionDataModule
 from vitkit.data.errors import DataError
 from vitkit.layers import DropPath
 from vitkit.tasks import ClassificationTask
-from vitkit.tasks.checkpoints import load_task
 from vitkit.tasks.layer_decay import layer_decay_scale, layer_ids
+from vitkit.tasks.shell import load_task
 
 BATCH = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 3])}
 
@@ -98,9 +99,12 @@ def test_ema_is_validated_beside_the_model_and_saved(tmp_path):
 def test_layer_decay_ids_and_rates(tmp_path):
     from vitkit import create_model
 
-    vit_ids = layer_ids(create_model("vit_test"))  # depth 2: embedding 0, blocks 1-2, head 3
+    # depth 2, timm's convention: embedding 0, blocks 1-2 (the final norm with the last), head 3
+    vit_ids = layer_ids(create_model("vit_test"))
     assert vit_ids["pos_embed"] == vit_ids["patch_embed.proj.weight"] == 0
-    assert vit_ids["blocks.1.attn.qkv.weight"] == 2 and vit_ids["head.weight"] == vit_ids["norm.bias"] == 3
+    assert vit_ids["blocks.1.attn.qkv.weight"] == vit_ids["norm.bias"] == 2 and vit_ids["head.weight"] == 3
+    timm_vit = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2)
+    assert layer_ids(timm_vit) == vit_ids  # the same groups as timm's own ViT
     cvt_ids = layer_ids(create_model("cvt_test"))  # depths (1, 2)
     assert cvt_ids["stages.0.patch_embed.proj.weight"] == 0 and cvt_ids["stages.0.blocks.0.norm1.weight"] == 1
     assert cvt_ids["stages.1.patch_embed.norm.bias"] == cvt_ids["stages.1.cls_token"] == 2

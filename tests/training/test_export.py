@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from vitkit import create_model
 from vitkit.cli import main
-from vitkit.tasks.checkpoints import load_task
+from vitkit.tasks.shell import load_task
 
 
 def _inputs(model) -> tuple:

@@ -10,7 +10,7 @@ import torch
 from forked import ROOT, run_forked
 
 from vitkit.cli import main
-from vitkit.tasks.checkpoints import load_task
+from vitkit.tasks.shell import load_task
 from vitkit.weights import CheckpointError
 
 

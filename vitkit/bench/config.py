@@ -33,12 +33,15 @@ class Budget:
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.minutes is None):
-            raise BenchConfigError(f"budget needs exactly one of epochs or minutes (per model), got {self}")
+            raise BenchConfigError(f"budget needs exactly one of epochs or minutes (per model), got {self}",
+                                   "e.g. budget: {epochs: 30} or budget: {minutes: 15}")
         value = self.epochs if self.epochs is not None else self.minutes
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise BenchConfigError(f"budget {self}: the budget must be a positive number of epochs or minutes")
+            raise BenchConfigError(f"budget {self}: the budget must be a positive number of epochs or minutes",
+                                   "e.g. budget: {epochs: 30} or budget: {minutes: 15}")
         if self.epochs is not None and not isinstance(self.epochs, int):
-            raise BenchConfigError(f"budget epochs={self.epochs!r} must be a whole number")
+            raise BenchConfigError(f"budget epochs={self.epochs!r} must be a whole number",
+                                   "give whole epochs, or a budget in minutes")
 
     def describe(self) -> str:
         return f"{self.epochs} epochs" if self.epochs is not None else f"{self.minutes:g} minutes"
@@ -54,7 +57,8 @@ class Throughput:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if f.name == "warmup" else 1):
-                raise BenchConfigError(f"throughput.{f.name}={value!r} must be a positive integer")
+                raise BenchConfigError(f"throughput.{f.name}={value!r} must be a positive integer",
+                                       "e.g. throughput: {batch_size: 64, steps: 10, warmup: 3}")
 
 
 @dataclass(frozen=True)
@@ -72,19 +76,22 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if not self.models or not all(isinstance(m, str) and m for m in self.models):
-            raise BenchConfigError(f"models must be a non-empty list of model names, got {self.models!r}")
+            raise BenchConfigError(f"models must be a non-empty list of model names, got {self.models!r}",
+                                   "e.g. models: [vit_digits, cvt_digits]")
         if len(set(self.models)) != len(self.models):
-            raise BenchConfigError(f"models lists a name twice: {list(self.models)}")
+            raise BenchConfigError(f"models lists a name twice: {list(self.models)}", "list each model once")
         if "model" in self.task:
-            raise BenchConfigError("task.model: the models come from the `models` list, not from task")
+            raise BenchConfigError("task.model is set, but the models come from the `models` list",
+                                   "remove task.model")
         stray = sorted(set(self.model_kwargs) - set(self.models))
         if stray:
-            raise BenchConfigError(f"model_kwargs names models not in the list: {stray}")
+            raise BenchConfigError(f"model_kwargs names models not in the list: {stray}",
+                                   "add them to `models` or remove their model_kwargs")
         owned = sorted({"max_epochs", "max_time", "logger", "callbacks", "default_root_dir"} & set(self.trainer))
         if owned:
-            raise BenchConfigError(f"trainer.{owned[0]} is set by the bench itself (budget, out); remove it")
+            raise BenchConfigError(f"trainer.{owned[0]} is set by the bench itself (budget, out)", "remove it")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
-            raise BenchConfigError(f"target_accuracy={self.target_accuracy} must lie in (0, 1], e.g. 0.9")
+            raise BenchConfigError(f"target_accuracy={self.target_accuracy} must lie in (0, 1]", "e.g. 0.9")
 
 
 def load_bench_config(path: str | Path | None = None, **overrides: Any) -> BenchConfig:
@@ -95,23 +102,25 @@ def load_bench_config(path: str | Path | None = None, **overrides: Any) -> Bench
 
         path = Path(path)
         if not path.is_file():
-            raise BenchConfigError(f"bench config {path} does not exist")
+            raise BenchConfigError(f"bench config {path} does not exist", "check the path (configs/bench/*.yaml)")
         raw = yaml.safe_load(path.read_text()) or {}
         if not isinstance(raw, dict):
-            raise BenchConfigError(f"{path}: expected a mapping of settings, found {type(raw).__name__}")
+            raise BenchConfigError(f"{path}: expected a mapping of settings, found {type(raw).__name__}",
+                                   "see configs/bench/digits.yaml for the layout")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(BenchConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise BenchConfigError(f"{path or 'bench config'}: unknown setting(s) {unknown}; valid: {sorted(known)}")
+        raise BenchConfigError(f"{path or 'bench config'}: unknown setting(s) {unknown}", f"use {sorted(known)}")
     if "models" not in raw or "budget" not in raw:
-        raise BenchConfigError(f"{path or 'bench config'}: `models` and `budget` are required")
+        raise BenchConfigError(f"{path or 'bench config'}: `models` and `budget` are required", "add them")
     budget, throughput = raw.pop("budget"), raw.pop("throughput", {})
     for name, value in (("budget", budget), ("throughput", throughput)):
         if not isinstance(value, dict):
-            raise BenchConfigError(f"{name} must be a mapping, e.g. budget: {{epochs: 10}}; got {value!r}")
+            raise BenchConfigError(f"{name} must be a mapping, got {value!r}", "e.g. budget: {epochs: 10}")
     try:
         return BenchConfig(models=tuple(raw.pop("models")), budget=Budget(**budget),
                            throughput=Throughput(**throughput), **raw)
     except TypeError as e:  # an unknown key inside budget / throughput
-        raise BenchConfigError(f"{path or 'bench config'}: {e}") from e
+        raise BenchConfigError(f"{path or 'bench config'}: {e}", "budget takes epochs or minutes; throughput "
+                               "takes batch_size, steps, warmup") from e

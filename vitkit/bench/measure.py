@@ -23,15 +23,13 @@ import torch.nn.functional as F
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec``: ``model``, ``build`` (``build_classifier`` kwargs), ``input`` (C, H, W), ``batch_size``, ``steps``,
-    ``warmup``, ``device``, ``precision`` (32-true or bf16-mixed). Returns ``train_img_s``, ``infer_img_s``,
+    """``spec``: ``model``, ``build`` (``vitkit.build.create_for_data`` kwargs), ``input`` (C, H, W),
+    ``batch_size``, ``steps``, ``warmup``, ``device``, ``precision`` (32-true or bf16-mixed). Returns
+    ``train_img_s``, ``infer_img_s``,
     ``peak_mem_mb``, ``precision``, ``device``, ``batch_size``, ``threads``."""
     if spec["device"] == "cpu":
-        import vitkit
-
         env = dict(os.environ)  # the child imports this very vitkit, wherever it was imported from
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(vitkit.__file__).parents[1]),
-                                                          env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", "vitkit.bench.measure", json.dumps(spec)]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode:
@@ -42,11 +40,11 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 def measure_here(spec: dict[str, Any]) -> dict[str, Any]:
     """The measurement in this process (the CPU path runs it in a fresh one)."""
-    from vitkit.tasks.builders import build_classifier
+    from vitkit.build import create_for_data
 
     device = torch.device(spec["device"])
     torch.manual_seed(0)
-    model = build_classifier(spec["model"], **spec["build"]).to(device)
+    model = create_for_data(spec["model"], **spec["build"])[0].to(device)
     n = spec["batch_size"]
     x = torch.randn(n, *spec["input"], device=device)
     y = torch.randint(0, spec["build"]["num_classes"], (n,), device=device)

@@ -24,8 +24,8 @@ def prepare_out(out: str | Path, *, overwrite: bool) -> Path:
     out = Path(out)
     existing = [name for name in REPORT_FILES if (out / name).exists()]
     if existing and not overwrite:
-        raise BenchConfigError(f"{out} already holds a bench report ({', '.join(existing)}); choose another --out "
-                               f"or pass --overwrite to replace it")
+        raise BenchConfigError(f"{out} already holds a bench report ({', '.join(existing)})",
+                               "choose another --out or pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     return out
 

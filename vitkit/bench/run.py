@@ -112,8 +112,9 @@ def check_models(cfg: BenchConfig, dm: VisionDataModule) -> None:
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                 raise BenchConfigError(
                     f"{name} is not a plain image classifier: in {'training' if training else 'evaluation'} mode "
-                    f"its output for 2 images is {got}, expected logits (2, {dm.num_classes}). Pick a classifier "
-                    f"(not a feature extractor, e.g. num_classes=0; not a model with extra training heads)")
+                    f"its output for 2 images is {got}, expected logits (2, {dm.num_classes})",
+                    "pick a classifier (not a feature extractor, e.g. num_classes=0; not a model with extra training "
+                    "heads)")
 
 
 def run_bench(cfg: BenchConfig, out: Path, *, progress: bool = False) -> list[ModelResult]:

@@ -30,13 +30,15 @@ def write_attention_figure(ckpt: str | Path, out: str | Path, *, dataset: str | 
 
     from vitkit.data import VisionDataModule
     from vitkit.tasks import ClassificationTask
-    from vitkit.tasks.checkpoints import load_task
+    from vitkit.tasks.shell import load_task
     from vitkit.viz.attention_maps import attention_maps, attention_method
     from vitkit.viz.figures import attention_grid
     from vitkit.weights.io import load_pickle_safely
 
     if num <= 0:
-        raise ValueError(f"--num must be positive, got {num}")
+        from vitkit.errors import ConfigError
+
+        raise ConfigError(f"--num must be positive, got {num}", "give a number of images")
     task = load_task(ckpt, expected=ClassificationTask)
     if datamodule is None:
         saved = load_pickle_safely(ckpt).get("datamodule_hyper_parameters", {})

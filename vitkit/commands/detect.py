@@ -24,11 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitkit.errors import ConfigError, MissingFileError
+
     if not 0.0 <= args.threshold < 1.0:
-        raise SystemExit(f"--threshold must lie in [0, 1), got {args.threshold}")
+        raise ConfigError(f"--threshold {args.threshold}", "use a score in [0, 1), e.g. 0.5")
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
-        raise SystemExit(f"image file(s) not found: {', '.join(missing)}")
+        raise MissingFileError(f"image file(s) not found: {', '.join(missing)}", "check the paths")
     out = detect_files(args.ckpt, args.images, args.out, threshold=args.threshold, device=args.device,
                        attention=args.attention)
     print(f"{out['detections']} detections in {len(args.images)} images written to {out['folder']}")
@@ -44,18 +46,19 @@ def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, thresho
     from vitkit.data.imagefolder import read_image
     from vitkit.detection import to_coco_results
     from vitkit.tasks import DetectionTask
-    from vitkit.tasks.checkpoints import load_task
+    from vitkit.tasks.shell import load_task
     from vitkit.viz.detections import draw_detections
     from vitkit.viz.detr_attention import detr_cross_attention_maps
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     task = load_task(ckpt, expected=DetectionTask).to(device)
+    preprocess = saved_preprocessing(task, ckpt)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     results, images, stems = [], [], set()
     for image_id, path in enumerate(files, start=1):
         rgb = read_image(path)  # (H, W, 3) uint8
-        x = preprocess(rgb, task.preprocessing).to(device)
+        x = preprocess(rgb)[None].to(device)  # (1, C, h, w)
         outputs, maps = detr_cross_attention_maps(task.model, x)  # maps (1, Q, h, w) at the model's input size
         det = task.detections(outputs, torch.tensor([rgb.shape[:2]]), threshold=threshold)[0]
         labels = [task.category_ids.index(c) for c in det["labels"].tolist()]
@@ -84,23 +87,15 @@ def _attention_figure(rgb, maps, det, class_names, labels, k, path) -> None:
     query_attention_figure(rgb, maps.clamp(0, 1), det["boxes"][:k].tolist(), titles, path)
 
 
-def preprocess(rgb, preprocessing: dict):
-    """``uint8 (H, W, 3)`` → normalised ``(1, 3, h, w)``: shorter side to ``image_size`` (longer ≤ ``max_size``),
-    as DETR evaluates, with the training data's mean and std."""
-    import torch
-    import torch.nn.functional as F
+def saved_preprocessing(task, ckpt: str | Path):
+    """The ``Preprocessing`` a checkpoint's data used (``vitkit.data.preprocessing``)."""
+    from vitkit.data.preprocessing import Preprocessing
+    from vitkit.errors import CheckpointError
 
-    H, W = rgb.shape[:2]
-    size, max_size = preprocessing["image_size"], preprocessing.get("max_size") or 10**9
-    scale = min(size / min(H, W), max_size / max(H, W))
-    h, w = max(1, round(H * scale)), max(1, round(W * scale))
-    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
-    x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    if len(preprocessing["mean"]) == 1:  # trained on grey images
-        x = x.mean(dim=1, keepdim=True)  # (1, 1, h, w)
-    mean = torch.tensor(preprocessing["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(preprocessing["std"]).view(1, -1, 1, 1)
-    return (x - mean) / std
+    if task.preprocessing is None:
+        raise CheckpointError(f"{ckpt} does not say how its images were prepared (no saved preprocessing)",
+                              "use a checkpoint of `vitkit fit`, or of a Trainer run with a VisionDataModule")
+    return Preprocessing.from_dict(task.preprocessing)
 
 
 def _unique_stem(stem: str, taken: set[str]) -> str:

@@ -22,19 +22,21 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     """Write the model of training checkpoint ``ckpt`` to ``out`` with its preset, config, class names and the data's
     preprocessing as metadata (``vitkit.weights.export``). Reading ``ckpt`` runs no code stored in it."""
     from vitkit.models import is_model
-    from vitkit.tasks.checkpoints import load_task
+    from vitkit.tasks.shell import load_task
     from vitkit.weights import CheckpointError
     from vitkit.weights.export import export_safetensors
     from vitkit.weights.io import load_pickle_safely
 
     out = Path(out)
     if out.suffix != ".safetensors":
-        raise CheckpointError(f"--out {out}: the exported file is a safetensors file; name it <something>.safetensors")
+        raise CheckpointError(f"--out {out}: the exported file is a safetensors file",
+                              "name it <something>.safetensors")
     task = load_task(ckpt)
     preset = task.hparams.get("model")
     if not (isinstance(preset, str) and is_model(preset)):
-        raise CheckpointError(f"{ckpt}: the task's model {preset!r} is not a vitkit preset; only presets can be "
-                              f"exported with their config (save a timm model's state dict with safetensors directly)")
+        raise CheckpointError(f"{ckpt}: the task's model {preset!r} is not a vitkit preset, and only presets can be "
+                              f"exported with their config",
+                              "save a timm model's state dict with safetensors directly")
     return export_safetensors(task.model, out, preset=preset, extra=_extra(task, load_pickle_safely(ckpt)))
 
 

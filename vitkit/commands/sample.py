@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -25,13 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitkit.weights import CheckpointError
-
-    try:
-        out = write_samples(args)
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as e:
-        print(f"vitkit sample: error: {e}", file=sys.stderr)
-        return 2
+    out = write_samples(args)
     print(f"{args.num} samples written to {out}")
     return 0
 
@@ -40,13 +33,14 @@ def write_samples(args: argparse.Namespace) -> Path:
     """Load the generator, draw ``args.num`` images (completions when ``args.complete``), save the grid."""
     import torch
 
+    from vitkit.errors import ConfigError
     from vitkit.models.sampling import sample
     from vitkit.viz.sample_grid import save_image_grid
 
     if args.num <= 0:
-        raise ValueError(f"--num must be positive, got {args.num}")
+        raise ConfigError(f"--num must be positive, got {args.num}", "give a number of images")
     if args.temperature <= 0:
-        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+        raise ConfigError(f"--temperature must be > 0, got {args.temperature}", "1 samples the model's distribution")
     model, class_names = load_generator(args.ckpt, args.model)
     model = model.to(args.device)
     k, columns = model.config.num_classes, args.columns
@@ -60,7 +54,7 @@ def write_samples(args: argparse.Namespace) -> Path:
     if args.complete is not None:
         known, rows = _read_completion(args.complete, args.rows, model.config.img_size, model.config.in_chans)
     elif args.rows is not None:
-        raise ValueError("--rows needs --complete IMAGE")
+        raise ConfigError("--rows is given without --complete", "add --complete IMAGE, or drop --rows")
     images = sample(model, args.num, temperature=args.temperature, y=label, known=known, rows=rows,
                     generator=torch.Generator().manual_seed(args.seed))
     return save_image_grid(images, args.out, nrow=columns)
@@ -68,15 +62,18 @@ def write_samples(args: argparse.Namespace) -> Path:
 
 def load_generator(ckpt: str, preset: str | None):
     """``(ImageTransformer, class names)`` from a generation checkpoint; nothing in the file is executed."""
-    from vitkit.models import ImageTransformer, create_model
+    from vitkit.build import create_model
+    from vitkit.errors import ConfigError
+    from vitkit.models import ImageTransformer
 
     if preset is not None:
         model = create_model(preset, checkpoint=ckpt)
         if not isinstance(model, ImageTransformer):
-            raise ValueError(f"--model {preset} is a {type(model).__name__}, not an Image Transformer preset")
+            raise ConfigError(f"--model {preset} is a {type(model).__name__}, not an Image Transformer preset",
+                              "pass an image_transformer_* preset (`vitkit models 'image_transformer*'`)")
         return model.eval(), [str(i) for i in range(model.config.num_classes)]
     from vitkit.tasks import GenerationTask
-    from vitkit.tasks.checkpoints import load_task
+    from vitkit.tasks.shell import load_task
 
     task = load_task(ckpt, expected=GenerationTask)
     return task.model.eval(), task.class_names
@@ -87,7 +84,10 @@ def _class_index(value: str, class_names: list[str]) -> int:
         return class_names.index(value)
     if value.lstrip("-").isdigit():
         return int(value)
-    raise ValueError(f"--class {value!r} is neither a class index nor one of the classes {class_names[:20]}")
+    from vitkit.errors import ConfigError
+
+    raise ConfigError(f"--class {value!r} is neither a class index nor one of the classes",
+                      f"use an index or one of {class_names[:20]}")
 
 
 def _read_completion(path: str, rows: int | None, size: int, chans: int):
@@ -96,17 +96,19 @@ def _read_completion(path: str, rows: int | None, size: int, chans: int):
     import torch
     from PIL import Image
 
+    from vitkit.errors import ConfigError, MissingFileError
+
     if not Path(path).is_file():
-        raise FileNotFoundError(f"--complete {path}: no such file")
+        raise MissingFileError(f"--complete {path}: no such file", "check the path")
     pixels = np.asarray(Image.open(path))
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels  # (H, W, C)
     h, w, c = pixels.shape
     if (h, w, c) != (size, size, chans):
-        raise ValueError(f"--complete {path}: the image is {w}×{h} pixels with {c} channel(s), but the model "
-                         f"generates {size}×{size} images with {chans} channel(s); resize/convert it first")
+        raise ConfigError(f"--complete {path}: the image is {w}×{h} pixels with {c} channel(s), but the model "
+                          f"generates {size}×{size} images with {chans} channel(s)", "resize/convert it first")
     rows = size // 2 if rows is None else rows
     if not 0 < rows < size:
-        raise ValueError(f"--rows {rows}: must lie between 1 and {size - 1} (the image has {size} rows, and at "
-                         "least one must be left to generate)")
+        raise ConfigError(f"--rows {rows} is outside 1..{size - 1}",
+                          f"the image has {size} rows, and at least one must be left to generate")
     image = torch.from_numpy(np.ascontiguousarray(pixels.astype(np.uint8).transpose(2, 0, 1)))[None]  # (1, C, H, W)
     return image, rows

@@ -83,6 +83,7 @@ class CheckReport:
         errors = self.errors
         if not errors:
             return
-        report = CheckReport(self.source, self.summary, errors)
-        raise DataError(f"{self.source} has {len(errors)} error(s) that would corrupt training:\n"
-                        f"{report.format(per_kind=3)}{chr(10) + hint if hint else ''}")
+        first = errors[0]
+        raise DataError(f"{self.source} has {len(errors)} error(s) that would corrupt training; the first: "
+                        f"{first.where + ': ' if first.where else ''}{first.message}",
+                        f"{first.fix}; {hint or 'vitkit check-data lists every problem with its fix'}")

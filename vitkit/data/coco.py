@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, Subset
 
+from vitkit import boxes as box_ops
 from vitkit.data.coco_check import check_coco, load_json
 from vitkit.data.datasets import (
     IMAGENET_MEAN,
@@ -66,17 +68,18 @@ def resolve_paths(options: DataOptions, layout: dict[str, str], dataset: str = "
     """The split files of ``options`` (explicit paths win over ``layout``); ``DataError`` when train is missing."""
     chosen = {key: getattr(options, key) or default for key, default in layout.items()}
     if options.root is None and not all(Path(p).is_absolute() for p in chosen.values()):
-        raise DataError(f"dataset {dataset!r} needs --data.root PATH: a folder holding {layout['train_ann']} and "
+        raise DataError(f"dataset {dataset!r} needs --data.root PATH", f"a folder holding {layout['train_ann']} and "
                         f"{layout['train_images']}/ (or give --data.train_ann / --data.train_images as absolute paths)")
     paths = {key: Path(options.root or "/") / Path(p).expanduser() for key, p in chosen.items()}
     if not paths["train_ann"].is_file():
-        raise DataError(f"annotation file {paths['train_ann']} not found; a COCO-format root holds "
+        raise DataError(f"annotation file {paths['train_ann']} not found", f"a COCO-format root holds "
                         f"{layout['train_ann']} and {layout['train_images']}/ (set --data.train_ann and "
                         f"--data.train_images for another layout)")
     val_ann = paths["val_ann"]
     if not val_ann.is_file():
         if options.val_ann is not None:
-            raise DataError(f"validation annotation file {val_ann} (--data.val_ann) not found")
+            raise DataError(f"validation annotation file {val_ann} (--data.val_ann) not found",
+                            "check the path, or drop --data.val_ann to hold out part of the training images")
         log.info("%s not found: holding out %.0f%% of the training images for validation", val_ann,
                  100 * options.val_split)
         val_ann = None
@@ -123,42 +126,30 @@ def _index(data: dict, ann_file: Path, images_dir: Path) -> CocoIndex:
     label_of = {c["id"]: i for i, c in enumerate(categories)}
     images = data["images"]
     row_of = {img["id"]: i for i, img in enumerate(images)}
-    per_image: list[list[tuple[list[float], int]]] = [[] for _ in images]
-    crowd = dropped = clipped = 0
-    for ann in data["annotations"]:
-        if ann.get("iscrowd", 0):
-            crowd += 1
-            continue
-        img = images[row_of[ann["image_id"]]]
-        box = _clip_xywh(ann["bbox"], img["width"], img["height"])
-        if box is None:
-            dropped += 1
-            continue
-        clipped += box != [float(v) for v in ann["bbox"]]
-        per_image[row_of[ann["image_id"]]].append((box, label_of[ann["category_id"]]))
-    counts = [len(objs) for objs in per_image]
+    anns = [a for a in data["annotations"] if not a.get("iscrowd", 0)]
+    crowd = len(data["annotations"]) - len(anns)
+    rows = np.array([row_of[a["image_id"]] for a in anns], dtype=np.int64)
+    sizes = np.array([[img["height"], img["width"]] for img in images], dtype=np.float64).reshape(-1, 2)
+    raw = torch.tensor([[float(v) for v in a["bbox"]] for a in anns], dtype=torch.float64).reshape(-1, 4)
+    size = torch.from_numpy(sizes[rows])  # (A, 2) height, width of each box's image
+    outside = (raw[:, :2] < 0).any(dim=1) | (raw[:, :2] + raw[:, 2:] > size.flip(1)).any(dim=1)  # (A,)
+    boxes = torch.where(outside[:, None], box_ops.clip_xywh(raw, size[:, 1], size[:, 0]), raw)  # others untouched
+    kept = ((boxes[:, 2] > 0) & (boxes[:, 3] > 0)).numpy()
+    dropped, clipped = int((~kept).sum()), int(outside.numpy()[kept].sum())
+    labels = np.array([label_of[a["category_id"]] for a in anns], dtype=np.int64)
+    order = np.argsort(rows[kept], kind="stable")  # grouped by image, annotation order kept within each
+    rows, boxes, labels = rows[kept][order], boxes.numpy()[kept][order], labels[kept][order]
+    counts = np.bincount(rows, minlength=len(images))
     # a warning when boxes were dropped or changed, so that it shows without any logging set-up
     log.log(logging.WARNING if dropped or clipped else logging.INFO,
             "%s: %d images (%d without objects), %d boxes; %d crowd regions excluded from training targets, "
             "%d degenerate boxes dropped (no width or height inside the image), %d boxes clipped to the image",
-            ann_file.name, len(images), counts.count(0), sum(counts), crowd, dropped, clipped)
-    flat = [obj for objs in per_image for obj in objs]
+            ann_file.name, len(images), int((counts == 0).sum()), len(rows), crowd, dropped, clipped)
     return CocoIndex(
         ann_file, images_dir, tuple(c["id"] for c in categories), tuple(str(c["name"]) for c in categories),
         np.array([img["id"] for img in images], dtype=np.int64), np.array([img["file_name"] for img in images]),
-        np.array([[round(img["height"]), round(img["width"])] for img in images], dtype=np.int64).reshape(-1, 2),
-        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        np.array([b for b, _ in flat], dtype=np.float32).reshape(-1, 4), np.array([c for _, c in flat], np.int64))
-
-
-def _clip_xywh(bbox: list, width: float, height: float) -> list[float] | None:
-    """``[x, y, w, h]`` clipped to the image; None when nothing of positive width and height is left."""
-    x, y, w, h = (float(v) for v in bbox)
-    x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
-    x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return [x0, y0, x1 - x0, y1 - y0]
+        np.round(sizes).astype(np.int64), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        boxes.astype(np.float32).reshape(-1, 4), labels)
 
 
 class CocoSource(Dataset):
@@ -181,8 +172,8 @@ class CocoSource(Dataset):
         if tuple(image.shape[:2]) != tuple(ix.sizes[i]):
             h, w = ix.sizes[i]
             raise DataError(f"{path} is {image.shape[1]}×{image.shape[0]} pixels but {ix.ann_file} gives image id "
-                            f"{ix.image_ids[i]} width {w} and height {h}; set them to the file's size (a camera's EXIF "
-                            f"rotation swaps them) and check its boxes")
+                            f"{ix.image_ids[i]} width {w} and height {h}", "set them to the file's size (a camera's "
+                            "EXIF rotation swaps them) and check its boxes")
         start, stop = ix.offsets[i], ix.offsets[i + 1]
         return {"image": image, "boxes": ix.boxes[start:stop].copy(), "labels": ix.labels[start:stop].copy(),
                 "image_id": int(ix.image_ids[i]), "orig_size": (int(ix.sizes[i, 0]), int(ix.sizes[i, 1]))}
@@ -216,8 +207,8 @@ def describe_coco(options: DataOptions, layout: dict[str, str] = COCO_LAYOUT, *,
         val = load_index(paths.val_ann, paths.val_images)
         if (val.category_ids, val.class_names) != (train.category_ids, train.class_names):
             raise DataError(f"{paths.val_ann} and {paths.train_ann} have different categories "
-                            f"({_describe_categories(val)} vs {_describe_categories(train)}); both files need the same "
-                            f"'categories' list (the same ids and names)")
+                            f"({_describe_categories(val)} vs {_describe_categories(train)})",
+                            "both files need the same 'categories' list (the same ids and names)")
     return DatasetInfo(train.class_names, 3, image_size, mean, std, augment, use_workers,
                        category_ids=train.category_ids)
 

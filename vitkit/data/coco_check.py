@@ -64,9 +64,10 @@ def load_json(path: Path) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError as e:
-        raise DataError(f"annotation file {path} not found") from e
+        raise DataError(f"annotation file {path} not found",
+                        "check the path (--data.train_ann / --data.val_ann)") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON ({e}); export the annotations again as COCO JSON") from e
+        raise DataError(f"{path} is not valid JSON ({e})", "export the annotations again as COCO JSON") from e
 
 
 def check_coco(data: Any, source: str | Path, images_dir: Path | None, *, check_files: bool = True,
@@ -103,7 +104,7 @@ def _check_top(data: Any, report: CheckReport) -> tuple[list, list, list] | None
         parts.append(value)
     if "info" not in data:
         report.add("warning", "missing_info", "", '"info" is missing',
-                   'add "info": {} — some COCO tools (pycocotools 2.0.7\'s loadRes, evaluators built on it) fail '
+                   'add "info": {}: some COCO tools (pycocotools 2.0.7\'s loadRes, evaluators built on it) fail '
                    "with KeyError: 'info' without it")
     if "images" in data and not parts[0]:
         report.add("error", "no_images", "", 'the "images" list is empty: there is nothing to train on',

@@ -27,6 +27,7 @@ plug in through those two registries without changes here beyond the ``task`` ch
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -42,10 +43,12 @@ from torch.utils.data import DataLoader, Subset, get_worker_info
 from vitkit.data.datasets import DataOptions, get_dataset, sample_path
 from vitkit.data.errors import DataError
 from vitkit.data.formats import FormattedDataset, get_task_format
+from vitkit.data.preprocessing import Preprocessing
 from vitkit.data.sampling import ResumableLoader, ResumableSampler, per_device_batch_size
 from vitkit.data.transforms import check_recipe_augment, resolve_augment
 
 log = logging.getLogger(__name__)
+FALLBACK_IMAGE_SIZE = 224  # image folders of mixed sizes with no size given by the user or the model
 
 
 class VisionDataModule(L.LightningDataModule):
@@ -90,8 +93,10 @@ class VisionDataModule(L.LightningDataModule):
             task: what the batches are for; selects how samples become tensors: classification (normalised,
                 augmented float images), generation (uint8 images, resized only) or detection.
             image_size: side of the square images in batches; default: the dataset's native size (digits 8,
-                CIFAR 32, fake 32) or 224 for image folders. Detection: the shorter side at evaluation (training
-                scales are fractions of it); default 800 for coco (the paper's), 96 for digits_detection.
+                CIFAR 32, fake 32; an image folder whose images share one square size, e.g. CIFAR JPEGs: that
+                size), else the model's own (the CLI adopts it), else 224. Detection: the shorter side at
+                evaluation (training scales are fractions of it); default 800 for coco (the paper's), 96 for
+                digits_detection.
             batch_size: training batch size per device (process); see global_batch_size.
             eval_batch_size: validation/test/predict batch size; default batch_size.
             num_workers: DataLoader worker processes; default min(4, CPU count), or 0 for digits and fake.
@@ -128,24 +133,26 @@ class VisionDataModule(L.LightningDataModule):
         _check_positive(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
                         global_batch_size=global_batch_size)
         if not 0.0 < val_split < 1.0:
-            raise DataError(f"val_split={val_split} must lie strictly between 0 and 1 (e.g. 0.1 holds out 10%)")
+            raise DataError(f"val_split={val_split} must lie strictly between 0 and 1", "e.g. 0.1 holds out 10%")
         if num_workers is not None and num_workers < 0:
-            raise DataError(f"num_workers={num_workers} must be 0 (load in the main process) or more")
+            raise DataError(f"num_workers={num_workers} must be 0 (load in the main process) or more",
+                            "use 0 or a positive count")
         self.dataset_name = dataset
         self.spec = get_dataset(dataset)
         format_cls = get_task_format(task)
         missing = format_cls.requires - self.spec.sample_keys
         if missing:
-            raise DataError(f"dataset {dataset!r} cannot serve task {task!r}: its samples lack {sorted(missing)}")
-        self.options = DataOptions(Path(root).expanduser() if root else None, image_size, val_split, seed, download,
-                                   fake_samples, fake_classes, fake_channels, train_ann=train_ann, val_ann=val_ann,
-                                   train_images=train_images, val_images=val_images)
+            raise DataError(f"dataset {dataset!r} cannot serve task {task!r}: its samples lack {sorted(missing)}",
+                            "pick a dataset of that task (detection: coco, digits_detection)")
+        given = {f.name: self.hparams[f.name] for f in dataclasses.fields(DataOptions) if f.name != "root"}
+        self.options = DataOptions(root=Path(root).expanduser() if root else None, **given)
         self.info = self.spec.describe(self.options)
         self.task_format = format_cls(self.info)
         self.augment = resolve_augment(augment, self.info.augment, format_cls.presets)
         check_recipe_augment(rand_augment, random_erasing)
         if (rand_augment or random_erasing) and task != "classification":
-            raise DataError(f"rand_augment / random_erasing apply to classification, not to task={task!r}")
+            raise DataError(f"rand_augment / random_erasing apply to classification, not to task={task!r}",
+                            "remove them from the data options")
         self.recipe_augment = {"rand_augment": rand_augment, "random_erasing": random_erasing}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.global_batch_size, self.skip_bad_files = global_batch_size, skip_bad_files
@@ -154,6 +161,7 @@ class VisionDataModule(L.LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers
         self.seed = seed
+        self._adopted_size: int | None = None
         self._datasets: dict[str, FormattedDataset] = {}
         self._train_loader: ResumableLoader | None = None
         self._resume_position: dict[str, Any] | None = None  # from a checkpoint, for the next training loader
@@ -172,8 +180,30 @@ class VisionDataModule(L.LightningDataModule):
         return self.info.in_chans
 
     @property
-    def image_size(self) -> int:
-        return self.options.image_size or self.info.default_image_size
+    def image_size(self) -> int | None:
+        """The side of the images in batches: the one asked for, else the dataset's (its native size, or the size
+        all of an image folder's images share); ``None`` when neither says — the model's own size is then adopted
+        (``adopt_image_size``), else 224 at set-up."""
+        return self.options.image_size or self.info.default_image_size or self._adopted_size
+
+    def adopt_image_size(self, size: int | None) -> None:
+        """Use ``size`` (the model's design size) when neither the user nor the dataset gives one."""
+        if self.image_size is None and size is not None:
+            self._adopted_size = int(size)
+            log.info("%s: images of mixed sizes and no --data.image_size: using the model's %d", self.dataset_name,
+                     size)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What evaluation, prediction and export do to an image (``vitkit.data.preprocessing``)."""
+        return self.task_format.preprocessing(self.augment, self._working_size())
+
+    def _working_size(self) -> int:
+        if self.image_size is None:
+            log.info("%s: images of mixed sizes and no --data.image_size: using %d", self.dataset_name,
+                     FALLBACK_IMAGE_SIZE)
+            self._adopted_size = FALLBACK_IMAGE_SIZE
+        return self.image_size
 
     @property
     def category_ids(self) -> list[int]:
@@ -197,14 +227,16 @@ class VisionDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:
             return
+        if self.image_size is None and self.trainer is not None:  # the data does not say: the model's size
+            self.adopt_image_size(getattr(self.trainer.lightning_module, "input_size", None))
         splits = self.spec.build(self.options, self.info)
-        train_tf, eval_tf = self.task_format.transforms(self.augment, self.image_size, self.seed,
+        train_tf, eval_tf = self.task_format.transforms(self.augment, self._working_size(), self.seed,
                                                         **self.recipe_augment)
         for name, split, transform in (("train", splits.train, train_tf), ("val", splits.val, eval_tf),
                                        ("test", splits.test, eval_tf)):
             if len(split) == 0:
-                raise DataError(f"the {name} split of {self.dataset_name!r} is empty; add images (or a {name}/ "
-                                f"folder) or raise --data.val_split")
+                raise DataError(f"the {name} split of {self.dataset_name!r} is empty",
+                                f"add images (or a {name}/ folder) or raise --data.val_split")
             self._datasets[name] = FormattedDataset(split, transform, self.task_format, seed=self.seed,
                                                     skip_bad_files=self.skip_bad_files)
         log.info("%s: %d train / %d val / %d test samples, %d classes, image size %d, augment=%s", self.dataset_name,
@@ -238,15 +270,15 @@ class VisionDataModule(L.LightningDataModule):
         if saved == self.class_names and saved_ids != self.category_ids:
             raise DataError(f"the checkpoint's classes have category ids {saved_ids[:20]} but the annotation file of "
                             f"{self.dataset_name!r} gives them {self.category_ids[:20]}: its outputs would be "
-                            f"reported under the wrong ids. Use the annotation file the model was trained with")
+                            f"reported under the wrong ids", "use the annotation file the model was trained with")
         if saved != self.class_names:
             only_saved = sorted(set(saved) - set(self.class_names))
             only_here = sorted(set(self.class_names) - set(saved))
             raise DataError(f"the checkpoint was trained on classes {saved[:20]}{' ...' if len(saved) > 20 else ''} "
                             f"but {self.dataset_name!r} has {self.class_names[:20]}"
                             f"{' ...' if self.num_classes > 20 else ''} (only in checkpoint: {only_saved or 'none'}; "
-                            f"only in data: {only_here or 'none'}; else the order differs). Point --data.root at "
-                            f"data with the checkpoint's classes")
+                            f"only in data: {only_here or 'none'}; else the order differs)",
+                            "point --data.root at data with the checkpoint's classes")
 
     def coco_ground_truth(self, split: Literal["train", "val", "test"]):
         """The split's annotation file as a ``pycocotools.coco.COCO`` (detection sets; the detection task evaluates
@@ -255,7 +287,8 @@ class VisionDataModule(L.LightningDataModule):
         while isinstance(source, Subset):
             source = source.dataset
         if not hasattr(source, "ground_truth"):
-            raise DataError(f"dataset {self.dataset_name!r} has no COCO annotation file to evaluate against")
+            raise DataError(f"dataset {self.dataset_name!r} has no COCO annotation file to evaluate against",
+                            "evaluate on a COCO-format dataset (coco, digits_detection)")
         return source.ground_truth()
 
     # -- loaders ----------------------------------------------------------------------------------------------------
@@ -321,4 +354,4 @@ def _seed_worker(worker_id: int, rank: int = 0) -> None:
 def _check_positive(**values: int | None) -> None:
     for key, value in values.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise DataError(f"{key}={value!r} must be a positive integer")
+            raise DataError(f"{key}={value!r} must be a positive integer", f"give --data.{key} a whole number above 0")

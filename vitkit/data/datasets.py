@@ -62,7 +62,7 @@ class DatasetInfo:
 
     class_names: tuple[str, ...]
     in_chans: int
-    default_image_size: int  # the native size for fixed-size sets; the working size for image folders
+    default_image_size: int | None  # the native size; None when the images' sizes differ (the model's size decides)
     mean: tuple[float, ...]  # normalisation statistics in [0, 1] pixel units, one per channel
     std: tuple[float, ...]
     augment: str  # the augmentation preset `augment="auto"` picks (vitkit.data.transforms)
@@ -107,7 +107,7 @@ def list_datasets() -> list[str]:
 
 def get_dataset(name: str) -> DatasetSpec:
     if name not in _DATASETS:
-        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
+        raise DataError(f"unknown dataset {name!r}", f"use one of {', '.join(list_datasets())}")
     return _DATASETS[name]
 
 
@@ -239,16 +239,17 @@ def _cifar_class(name: str):
 
 def _cifar_missing(name: str, options: DataOptions) -> DataError:
     folder = options.root / _cifar_class(name).base_folder
-    return DataError(f"{name} files not found in {folder} (dataset root {options.root}). Pass --data.download true "
-                     f"to fetch them (needs internet), put torchvision's extracted {name} files there, or use "
-                     f"--data.dataset imagefolder with --data.root pointing at train/ and val/ class folders")
+    return DataError(f"{name} files not found in {folder} (dataset root {options.root})",
+                     f"pass --data.download true to fetch them (needs internet), put torchvision's extracted {name} "
+                     f"files there, or use --data.dataset imagefolder with --data.root pointing at train/ and val/ "
+                     f"class folders")
 
 
 def _describe_cifar(name: str) -> Callable[[DataOptions], DatasetInfo]:
     def describe(options: DataOptions) -> DatasetInfo:
         if options.root is None:
-            raise DataError(f"dataset {name!r} needs a root folder: pass --data.root PATH (the folder that holds, or "
-                            f"with --data.download true will hold, {_cifar_class(name).base_folder}/)")
+            raise DataError(f"dataset {name!r} needs a root folder", f"pass --data.root PATH (the folder that holds, "
+                            f"or with --data.download true will hold, {_cifar_class(name).base_folder}/)")
         if not options.download and not (options.root / _cifar_class(name).base_folder).is_dir():
             raise _cifar_missing(name, options)
         _, classes, mean, std = _CIFAR[name]
@@ -273,7 +274,8 @@ def _build_cifar(name: str) -> Callable[[DataOptions, DatasetInfo], DatasetSplit
         except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
             raise _cifar_missing(name, options) from e
         if tuple(data.classes) != info.class_names:
-            raise DataError(f"the files under {options.root} do not hold {name}: their classes are {data.classes}")
+            raise DataError(f"the files under {options.root} do not hold {name}: their classes are {data.classes}",
+                            "point --data.root at the dataset's own files, or pick the dataset they hold")
         return ArraySource(data.data, np.asarray(data.targets))
 
     def build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
@@ -310,9 +312,10 @@ def _build_fake(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
 def _validate_fake(options: DataOptions) -> DatasetInfo:
     for key in ("fake_samples", "fake_classes", "fake_channels"):
         if getattr(options, key) < 1:
-            raise DataError(f"{key}={getattr(options, key)} must be a positive integer")
+            raise DataError(f"{key}={getattr(options, key)} must be a positive integer",
+                            f"give --data.{key} a whole number above 0")
     if options.fake_samples < 2 * options.fake_classes:
-        raise DataError(f"fake_samples={options.fake_samples} is too few for {options.fake_classes} classes: "
+        raise DataError(f"fake_samples={options.fake_samples} is too few for {options.fake_classes} classes",
                         f"use at least {2 * options.fake_classes} so every class can give a validation sample")
     return _describe_fake(options)
 

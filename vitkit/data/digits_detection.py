@@ -72,7 +72,7 @@ def ensure_generated(root: Path) -> Path:
     marker = root / MARKER
     if not marker.is_file() or json.loads(marker.read_text()) != SETTINGS:
         raise DataError(f"{root} exists but does not hold this version of the digits_detection set (no matching "
-                        f"{MARKER}); delete the folder to have it regenerated, or pass another --data.root")
+                        f"{MARKER})", "delete the folder to have it regenerated, or pass another --data.root")
     return root
 
 

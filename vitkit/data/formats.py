@@ -23,15 +23,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vitkit import boxes as box_ops
 from vitkit.data.collate import pad_collate, stack_collate
 from vitkit.data.datasets import DatasetInfo
 from vitkit.data.errors import DataError
+from vitkit.data.preprocessing import Preprocessing, normalise
 from vitkit.data.sampling import SampleKey
 from vitkit.data.transforms import (
     DETECTION_PRESETS,
     PRESETS,
     build_detection_transforms,
     build_transforms,
+    eval_resize,
     seed_transform,
 )
 
@@ -51,10 +54,18 @@ class TaskFormat:
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info
 
+    name: str = "classification"
+
     def transforms(self, augment: str, image_size: int, seed: int, **recipe):
         """``(train, eval)`` callables ``transform(image=...) -> {"image": ...}`` (albumentations pipelines);
         ``recipe``: ``rand_augment`` / ``random_erasing`` of ``build_transforms``."""
         return build_transforms(augment, self.info.augment, image_size, seed=seed, mean=self.info.mean, **recipe)
+
+    def preprocessing(self, augment: str, image_size: int) -> Preprocessing:
+        """What evaluation does to an image of this dataset (``eval`` of ``transforms``, then ``format``)."""
+        info = self.info
+        return Preprocessing(self.name, image_size, eval_resize(augment, info.augment), info.in_chans, info.mean,
+                             info.std)
 
     def format(self, sample: dict, transform) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -67,16 +78,9 @@ class NormalisedFormat(TaskFormat):
     """Base of the formats that feed float images normalised per channel: ``(pixel / 255 - mean) / std`` with the
     dataset's statistics."""
 
-    def __init__(self, info: DatasetInfo) -> None:
-        super().__init__(info)
-        self.mean = torch.tensor(info.mean, dtype=torch.float32).view(-1, 1, 1) * 255  # (C, 1, 1)
-        self.std = torch.tensor(info.std, dtype=torch.float32).view(-1, 1, 1) * 255  # (C, 1, 1)
-
     def normalise(self, image: np.ndarray) -> Tensor:
-        """``uint8 (H, W, C)`` → ``float32 (C, H, W)``."""
-        # a copy: the transform may hand back the stored pixels untouched (Resize to the same size)
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))  # (C, H, W)
-        return tensor.sub_(self.mean).div_(self.std)
+        """``uint8 (H, W, C)`` → ``float32 (C, H, W)`` (``vitkit.data.preprocessing.normalise``)."""
+        return normalise(image, self.info.mean, self.info.std)
 
 
 class ClassificationFormat(NormalisedFormat):
@@ -99,13 +103,16 @@ class GenerationFormat(TaskFormat):
     """
 
     requires = frozenset({"image"})
+    name = "generation"
 
     def transforms(self, augment: str, image_size: int, seed: int, **recipe):
         """The same resize for training and evaluation (``augment`` and ``recipe`` do not apply)."""
-        import albumentations as A
+        resize = self.preprocessing(augment, image_size)
+        return resize.transform(), resize.transform()
 
-        resize = A.Compose([A.Resize(image_size, image_size, area_for_downscale="image")])
-        return resize, resize
+    def preprocessing(self, augment: str, image_size: int) -> Preprocessing:
+        info = self.info
+        return Preprocessing("generation", image_size, "resize", info.in_chans, info.mean, info.std)
 
     def format(self, sample: dict, transform) -> dict[str, Tensor]:
         image = transform(image=sample["image"])["image"]  # (H, W, C) uint8
@@ -128,6 +135,10 @@ class DetectionFormat(NormalisedFormat):
 
     requires = frozenset({"image", "boxes", "labels", "image_id", "orig_size"})
     presets = DETECTION_PRESETS
+    name = "detection"
+
+    def preprocessing(self, augment: str, image_size: int) -> Preprocessing:
+        return Preprocessing.for_detection(image_size, self.info.mean, self.info.std)
 
     def transforms(self, augment: str, image_size: int, seed: int, **recipe):
         """Box-aware pipelines; the classification ``recipe`` switches (RandAugment, erasing) do not apply (the
@@ -140,7 +151,7 @@ class DetectionFormat(NormalisedFormat):
         boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)  # (n, 4) x, y, w, h pixels
         labels = np.asarray(out["labels"], dtype=np.int64).reshape(-1)  # (n,)
         keep = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        target = {"boxes": torch.from_numpy(xywh_to_normalised_cxcywh(boxes[keep], h, w)),
+        target = {"boxes": box_ops.normalise(torch.from_numpy(boxes[keep]), h, w, "xywh"),
                   "labels": torch.from_numpy(labels[keep]), "image_id": int(sample["image_id"]),
                   "orig_size": torch.tensor(sample["orig_size"], dtype=torch.long),
                   "size": torch.tensor([h, w], dtype=torch.long)}
@@ -148,12 +159,6 @@ class DetectionFormat(NormalisedFormat):
 
     def collate(self, samples: list[dict]) -> dict:
         return pad_collate(samples)
-
-
-def xywh_to_normalised_cxcywh(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """COCO ``[x, y, w, h]`` pixel boxes ``(n, 4)`` → ``(cx, cy, w, h)`` as fractions of the image's width/height."""
-    x, y, w, h = boxes.T  # each (n,)
-    return np.stack([(x + w / 2) / width, (y + h / 2) / height, w / width, h / height], axis=1).astype(np.float32)
 
 
 _TASK_FORMATS: dict[str, type[TaskFormat]] = {
@@ -169,7 +174,7 @@ def register_task_format(name: str, cls: type[TaskFormat]) -> None:
 
 def get_task_format(name: str) -> type[TaskFormat]:
     if name not in _TASK_FORMATS:
-        raise DataError(f"unknown task {name!r}; valid: {', '.join(sorted(_TASK_FORMATS))}")
+        raise DataError(f"unknown task {name!r}", f"use one of {', '.join(sorted(_TASK_FORMATS))}")
     return _TASK_FORMATS[name]
 
 
@@ -204,7 +209,7 @@ class FormattedDataset(Dataset):
             except DataError as e:
                 self.bad[i] = True
                 log.warning("skip_bad_files: skipping sample %d: %s", i, e)
-        raise DataError(f"no sample of this split can be read ({n} tried); run `vitkit check-data` on the dataset")
+        raise DataError(f"no sample of this split can be read ({n} tried)", "run `vitkit check-data` on the dataset")
 
     def _load(self, index: int, epoch: int | None) -> dict[str, Tensor]:
         if epoch is not None and hasattr(self.transform, "set_random_state"):

@@ -58,7 +58,7 @@ def read_image(path: str | Path) -> np.ndarray:
                     img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except Exception as e:  # whatever PIL raises on a malformed file is a problem with that file
-        raise DataError(f"cannot read image {path}: {_describe_failure(e)}. Replace or delete this file") from e
+        raise DataError(f"cannot read image {path}: {_describe_failure(e)}", "replace or delete this file") from e
 
 
 def _describe_failure(error: Exception) -> str:
@@ -128,19 +128,19 @@ class ImageFileSource(Dataset):
 
 def _check_root(root: Path | None) -> Path:
     if root is None:
-        raise DataError(f"dataset 'imagefolder' needs --data.root PATH, a folder laid out as {LAYOUT}")
+        raise DataError("dataset 'imagefolder' needs --data.root PATH", f"a folder laid out as {LAYOUT}")
     if not root.exists():
-        raise DataError(f"dataset root {root} does not exist; pass --data.root pointing at a folder laid out as "
-                        f"{LAYOUT}")
+        raise DataError(f"dataset root {root} does not exist",
+                        f"pass --data.root pointing at a folder laid out as {LAYOUT}")
     if not root.is_dir():
-        raise DataError(f"dataset root {root} is not a directory; pass --data.root pointing at a folder laid out as "
-                        f"{LAYOUT}")
+        raise DataError(f"dataset root {root} is not a directory",
+                        f"pass --data.root pointing at a folder laid out as {LAYOUT}")
     entries = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     if not entries:
-        raise DataError(f"dataset root {root} is empty; expected {LAYOUT}")
+        raise DataError(f"dataset root {root} is empty", f"lay it out as {LAYOUT}")
     if not (root / "train").is_dir():
         raise DataError(f"no train/ folder in {root} (it holds: {', '.join(entries[:10])}"
-                        f"{', ...' if len(entries) > 10 else ''}); expected {LAYOUT}")
+                        f"{', ...' if len(entries) > 10 else ''})", f"lay it out as {LAYOUT}")
     return root
 
 
@@ -149,7 +149,8 @@ def _class_folders(split_dir: Path) -> list[str]:
     if not names:
         loose = any(p.suffix.lower() in IMAGE_EXTENSIONS for p in split_dir.iterdir())
         what = "holds images but no class sub-folders" if loose else "has no class folders"
-        raise DataError(f"{split_dir} {what}; put each class's images in {split_dir}/<class name>/ (layout: {LAYOUT})")
+        raise DataError(f"{split_dir} {what}",
+                        f"put each class's images in {split_dir}/<class name>/ (layout: {LAYOUT})")
     return names
 
 
@@ -159,8 +160,8 @@ def _check_same_classes(train_dir: Path, train_classes: list[str], other_dir: Pa
         only_train = sorted(set(train_classes) - set(other))
         only_other = sorted(set(other) - set(train_classes))
         raise DataError(f"class folders differ between {train_dir} and {other_dir}: only in {train_dir.name}/: "
-                        f"{only_train or 'none'}; only in {other_dir.name}/: {only_other or 'none'}. Every split "
-                        f"needs the same class folders (class i is the i-th sorted folder name)")
+                        f"{only_train or 'none'}; only in {other_dir.name}/: {only_other or 'none'}",
+                        "every split needs the same class folders (class i is the i-th sorted folder name)")
 
 
 def _describe(options: DataOptions) -> DatasetInfo:
@@ -169,8 +170,32 @@ def _describe(options: DataOptions) -> DatasetInfo:
     for split in ("val", "test"):
         if (root / split).is_dir():
             _check_same_classes(root / "train", classes, root / split)
-    return DatasetInfo(tuple(classes), 3, options.image_size or 224, IMAGENET_MEAN, IMAGENET_STD, "imagenet",
-                       use_workers=True)
+    return DatasetInfo(tuple(classes), 3, shared_image_size(root / "train", classes), IMAGENET_MEAN, IMAGENET_STD,
+                       "imagenet", use_workers=True)
+
+
+def shared_image_size(split_dir: Path, classes: list[str], *, per_class: int = 4, max_classes: int = 16) -> int | None:
+    """The side of the images under ``split_dir`` when a sample of them (a few files of up to ``max_classes``
+    classes, headers only) are all square of one size — CIFAR-10 as JPEGs: 32 — else ``None`` (photos of many
+    sizes: the model's design size decides)."""
+    from PIL import Image
+
+    step = max(1, len(classes) // max_classes)
+    sizes = set()
+    for name in classes[::step][:max_classes]:
+        with os.scandir(split_dir / name) as entries:
+            files = [e.path for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS]
+        for path in sorted(files)[:per_class]:
+            try:
+                with Image.open(path) as img:
+                    sizes.add(img.size)
+            except Exception:  # an unreadable file is reported where it is loaded (or by check-data), not here
+                continue
+        if len(sizes) > 1:
+            return None
+    if len(sizes) == 1 and (side := next(iter(sizes)))[0] == side[1]:
+        return side[0]
+    return None
 
 
 def _image_files(class_dir: Path) -> list[str]:
@@ -193,9 +218,9 @@ def _image_files(class_dir: Path) -> list[str]:
     return sorted(files)
 
 
-def _no_images(class_dir: Path) -> str:
-    return (f"class folder {class_dir} has no images (looked for files ending in {', '.join(IMAGE_EXTENSIONS)}); "
-            f"add images or remove the folder from every split")
+def _no_images(class_dir: Path) -> tuple[str, str]:
+    return (f"class folder {class_dir} has no images (looked for files ending in {', '.join(IMAGE_EXTENSIONS)})",
+            "add images or remove the folder from every split")
 
 
 def _list_images(split_dir: Path, classes: tuple[str, ...]) -> ImageFileSource:
@@ -203,7 +228,7 @@ def _list_images(split_dir: Path, classes: tuple[str, ...]) -> ImageFileSource:
     for label, name in enumerate(classes):
         found = _image_files(split_dir / name)
         if not found:
-            raise DataError(_no_images(split_dir / name))
+            raise DataError(*_no_images(split_dir / name))
         files += found
         labels += [label] * len(found)
     return ImageFileSource(files, labels)
@@ -226,7 +251,7 @@ def check_image_folder(root: Path, *, decode: bool = False) -> CheckReport:
         for name in info.class_names:
             files = _image_files(root / split / name)
             if not files:
-                report.add("error", "empty_class_folder", f"{split}/{name}", _no_images(root / split / name),
+                report.add("error", "empty_class_folder", f"{split}/{name}", _no_images(root / split / name)[0],
                            "add images to the folder, or remove it from every split")
             for file in files:
                 problem = _unreadable(file, decode)

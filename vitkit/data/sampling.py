@@ -132,6 +132,6 @@ def per_device_batch_size(global_batch_size: int, world_size: int, accumulate: i
     per_device, rest = divmod(global_batch_size, world_size * accumulate)
     if rest or per_device < 1:
         raise DataError(f"global_batch_size={global_batch_size} cannot be shared out evenly over {world_size} "
-                        f"devices × {accumulate} accumulated batches; use a multiple of {world_size * accumulate} "
+                        f"devices × {accumulate} accumulated batches", f"use a multiple of {world_size * accumulate} "
                         f"(or set data.batch_size, the per-device batch, instead)")
     return per_device

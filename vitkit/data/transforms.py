@@ -59,12 +59,12 @@ from typing import Literal
 import numpy as np
 from albumentations import ImageOnlyTransform
 
+from vitkit.data.preprocessing import Preprocessing, Resize
+
 AugmentPreset = Literal["none", "cifar", "imagenet", "digits"]
 PRESETS: tuple[str, ...] = ("none", "cifar", "imagenet", "digits")
 DETECTION_PRESETS: tuple[str, ...] = ("none", "detr", "detr_noflip")
-CENTER_CROP_FRACTION = 0.875  # ImageNet evaluation: resize to S / 0.875, keep the central S×S (224 ← 256)
 # DETR's scales as fractions of the evaluation size S (the paper's pixels at S = 800)
-DETR_MAX_SIZE_RATIO = 1333 / 800  # longer side cap
 DETR_SCALES = tuple(0.6 + 0.04 * k for k in range(11))  # 480, 512, ..., 800
 DETR_CROP_RESIZE = (0.5, 0.625, 0.75)  # 400, 500, 600 before the crop
 DETR_CROP_RANGE = (0.48, 0.75)  # crop sides 384..600
@@ -77,7 +77,7 @@ def resolve_augment(augment: str, dataset_default: str, valid: tuple[str, ...] =
     if augment == "auto":
         return dataset_default
     if augment not in valid:
-        raise DataError(f"unknown augment preset {augment!r}; valid: auto, {', '.join(valid)}")
+        raise DataError(f"unknown augment preset {augment!r}", f"use one of auto, {', '.join(valid)}")
     return augment
 
 
@@ -92,10 +92,17 @@ def seed_transform(transform, seed: int | Sequence[int] | None) -> None:
     transform.set_random_state(numpy_rng, random.Random(python_seed))
 
 
+def eval_resize(augment: str, dataset_default: str) -> Resize:
+    """The evaluation geometry that goes with a training preset (see the module docstring)."""
+    preset = resolve_augment(augment, dataset_default)
+    return "center_crop" if (dataset_default if preset == "none" else preset) == "imagenet" else "resize"
+
+
 def build_transforms(augment: str, dataset_default: str, image_size: int, *, seed: int | None = None,
                      rand_augment: str | None = None, random_erasing: float = 0.0,
                      mean: tuple[float, ...] = (0.5,)):
-    """``(train, eval)`` albumentations pipelines, called as ``transform(image=uint8 (H, W, C))["image"]``.
+    """``(train, eval)`` albumentations pipelines, called as ``transform(image=uint8 (H, W, C))["image"]``; the
+    evaluation one is ``Preprocessing.transform`` (``vitkit.data.preprocessing``), as prediction and export use.
 
     ``rand_augment`` / ``random_erasing`` add the recipe's RandAugment / random erasing to the training pipeline;
     ``mean`` (dataset mean in [0, 1]) fills what RandAugment's geometric ops uncover.
@@ -103,15 +110,16 @@ def build_transforms(augment: str, dataset_default: str, image_size: int, *, see
     import albumentations as A
 
     preset = resolve_augment(augment, dataset_default)
-    eval_preset = dataset_default if preset == "none" else preset
-    train_ops = _eval_ops(eval_preset, image_size) if preset == "none" else _train_ops(preset, image_size)
+    geometry = Preprocessing("classification", image_size, eval_resize(augment, dataset_default), len(mean), mean,
+                             (1.0,) * len(mean)).transform()
+    train_ops = list(geometry.transforms) if preset == "none" else _train_ops(preset, image_size)
     if rand_augment:
         train_ops.append(TimmRandAugment(rand_augment, image_size, mean))
     if random_erasing > 0:
         train_ops.append(A.Erasing(fill="random", p=random_erasing))
     train = A.Compose(train_ops)
     seed_transform(train, seed)
-    return train, A.Compose(_eval_ops(eval_preset, image_size))
+    return train, geometry
 
 
 def build_detection_transforms(augment: str, dataset_default: str, image_size: int, *, seed: int | None = None):
@@ -124,11 +132,12 @@ def build_detection_transforms(augment: str, dataset_default: str, image_size: i
 
     preset = resolve_augment(augment, dataset_default, DETECTION_PRESETS)
     s = image_size
-    max_size = max(s, round(s * DETR_MAX_SIZE_RATIO))
-    boxes = A.BboxParams(format="coco", label_fields=["labels"], clip=True)
-    evaluation = A.Compose([ShorterSideResize([s], max_size)], bbox_params=boxes)
+    geometry = Preprocessing.for_detection(s, (0.5,) * 3, (1.0,) * 3)
+    evaluation = geometry.transform(boxes=True)
     if preset == "none":
-        return A.Compose([ShorterSideResize([s], max_size)], bbox_params=boxes), evaluation
+        return geometry.transform(boxes=True), evaluation
+    max_size = evaluation.transforms[0].longest
+    boxes = A.BboxParams(format="coco", label_fields=["labels"], clip=True)
 
     def sizes(fractions) -> list[int]:
         return sorted({max(1, round(s * f)) for f in fractions})
@@ -149,15 +158,15 @@ def check_recipe_augment(rand_augment: str | None, random_erasing: float) -> Non
     from vitkit.data.errors import DataError
 
     if not 0.0 <= random_erasing <= 1.0:
-        raise DataError(f"random_erasing={random_erasing} is a probability: use a value in [0, 1] (timm: 0.25)")
+        raise DataError(f"random_erasing={random_erasing} is a probability", "use a value in [0, 1] (timm: 0.25)")
     if rand_augment:
         from timm.data.auto_augment import rand_augment_transform
 
         try:
             rand_augment_transform(rand_augment, {})
         except (AssertionError, ValueError, KeyError, IndexError) as e:
-            raise DataError(f"rand_augment={rand_augment!r} is not a timm RandAugment string (e.g. "
-                            f"'rand-m9-mstd0.5-inc1': magnitude 9, magnitude std 0.5, increasing ops): {e}") from e
+            raise DataError(f"rand_augment={rand_augment!r} is not a timm RandAugment string ({e})",
+                            "e.g. 'rand-m9-mstd0.5-inc1': magnitude 9, magnitude std 0.5, increasing ops") from e
 
 
 class TimmRandAugment(ImageOnlyTransform):
@@ -222,12 +231,3 @@ def _train_ops(preset: str, s: int) -> list:
                 A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-10, 10),
                          border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0)]
     raise AssertionError(preset)  # resolve_augment has checked the name
-
-
-def _eval_ops(preset: str, s: int) -> list:
-    import albumentations as A
-
-    if preset == "imagenet":
-        return [A.SmallestMaxSize(max_size=round(s / CENTER_CROP_FRACTION), area_for_downscale="image"),
-                A.CenterCrop(s, s)]
-    return [A.Resize(s, s, area_for_downscale="image")]

@@ -28,8 +28,8 @@ def gt_records(targets: Sequence[dict[str, Any]]) -> list[dict]:
     records = []
     for t in targets:
         h, w = (int(v) for v in t["orig_size"])
-        scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-        boxes = box_ops.convert(t["boxes"].detach().float().cpu(), "cxcywh", "xywh") * scale  # (n, 4)
+        size = torch.tensor([[h, w]], dtype=torch.float32)
+        boxes = box_ops.denormalise(t["boxes"].detach().float().cpu()[None], size, "xywh")[0]  # (n, 4) pixels
         records.append({"image_id": int(t["image_id"]), "height": h, "width": w, "boxes": boxes.tolist(),
                         "labels": t["labels"].tolist()})
     return records

@@ -75,7 +75,7 @@ class SetCriterion(nn.Module):
         losses["cardinality_error"] = self.cardinality_error(logits, targets)
         return {"loss": total, **losses}
 
-    def layer_losses(self, out: dict, targets: list[dict], indices: list[tuple], num_boxes: float) -> dict:
+    def layer_losses(self, out: dict, targets: list[dict], indices: list[tuple], num_boxes: Tensor) -> dict:
         """``loss_ce``, ``loss_bbox``, ``loss_giou`` of one decoder layer, in float32."""
         logits = out["pred_logits"].float()  # (B, Q, K+1)
         batch_idx, pred_idx = _flat_indices(indices, logits.device)
@@ -92,14 +92,15 @@ class SetCriterion(nn.Module):
         return {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
 
     @staticmethod
-    def num_boxes(targets: list[dict[str, Tensor]], device: torch.device) -> float:
-        """Target boxes per process, averaged over all processes when distributed, at least 1."""
-        n = torch.tensor([float(sum(len(t["labels"]) for t in targets))], device=device)
+    def num_boxes(targets: list[dict[str, Tensor]], device: torch.device) -> Tensor:
+        """Target boxes per process, averaged over all processes when distributed, at least 1 (a tensor on
+        ``device``: dividing by it needs no wait for the device)."""
+        n = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
         world = 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(n)
             world = torch.distributed.get_world_size()
-        return max(n.item() / world, 1.0)
+        return (n / world).clamp(min=1.0)
 
     @torch.no_grad()
     def cardinality_error(self, logits: Tensor, targets: list[dict[str, Tensor]]) -> Tensor:

@@ -6,7 +6,9 @@ Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) on the cost
     C = w_class · (−p̂(c_i)) + w_L1 · ‖b_i − b̂‖₁ + w_giou · (−GIoU(b_i, b̂))
 
 (weights 1 / 5 / 2 in the paper). The cost is always computed in float32 with autocast disabled: in fp16 the
-box areas of wild early predictions overflow and the cost becomes NaN, which the assignment cannot handle.
+box areas of wild early predictions overflow and the cost becomes NaN, which the assignment cannot handle. The
+assignment runs on the host, so the cost matrix is copied there once per batch; that is the matcher's one wait for
+the device, and the checks of the costs and labels run on the host copies.
 """
 
 from __future__ import annotations
@@ -45,7 +47,13 @@ class HungarianMatcher(nn.Module):
         if sum(sizes) == 0:
             empty = torch.empty(0, dtype=torch.long)
             return [(empty, empty) for _ in targets]
-        cost = self.cost_matrix(pred_logits, pred_boxes, targets).cpu()  # (B, Q, T)
+        cost = self.cost_matrix(pred_logits, pred_boxes, targets).cpu()  # (B, Q, T): the one copy to the host
+        _check_labels(torch.cat([t["labels"] for t in targets]).cpu(), pred_logits.shape[-1] - 1)
+        if not torch.isfinite(cost).all():
+            raise FloatingPointError(
+                "the matching cost has NaN/inf entries: the model produced non-finite logits or boxes "
+                "(diverged training: lower the learning rate or check the inputs), or a target box is not finite"
+            )
         return [_assign(c[i]) for i, c in enumerate(cost.split(sizes, dim=-1))]
 
     def cost_matrix(self, pred_logits: Tensor, pred_boxes: Tensor, targets: list[dict[str, Tensor]]) -> Tensor:
@@ -56,18 +64,12 @@ class HungarianMatcher(nn.Module):
             out_boxes = pred_boxes.float()  # (B, Q, 4)
             labels = torch.cat([t["labels"] for t in targets]).to(device)  # (T,)
             tgt_boxes = torch.cat([t["boxes"] for t in targets]).to(device=device, dtype=torch.float32)  # (T, 4)
-            B, Q = prob.shape[:2]
-            _check_labels(labels, prob.shape[-1] - 1)
-            cost = -self.cost_class * prob[..., labels]  # (B, Q, T)
+            B, Q, K = prob.shape[0], prob.shape[1], prob.shape[2] - 1
+            cost = -self.cost_class * prob[..., labels.clamp(0, K - 1)]  # (B, Q, T); labels checked on the host
             cost = cost + self.cost_bbox * torch.cdist(out_boxes.flatten(0, 1), tgt_boxes, p=1).view(B, Q, -1)
             giou = box_ops.generalized_box_iou(box_ops.cxcywh_to_xyxy(out_boxes.flatten(0, 1)),
                                                box_ops.cxcywh_to_xyxy(tgt_boxes))  # (B·Q, T)
             cost = cost - self.cost_giou * giou.view(B, Q, -1)
-        if not torch.isfinite(cost).all():
-            raise FloatingPointError(
-                "the matching cost has NaN/inf entries: the model produced non-finite logits or boxes "
-                "(diverged training — lower the learning rate or check the inputs), or a target box is not finite"
-            )
         return cost
 
 

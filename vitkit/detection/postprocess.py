@@ -41,10 +41,7 @@ def postprocess(
     if sizes.shape[0] != logits.shape[0]:
         raise ValueError(f"{sizes.shape[0]} image sizes for a batch of {logits.shape[0]} predictions")
     scores, labels = logits.softmax(-1)[..., :-1].max(-1)  # (B, Q) each
-    boxes = box_ops.cxcywh_to_xyxy(pred_boxes)  # (B, Q, 4), normalised
-    h, w = sizes.unbind(1)
-    boxes = boxes * torch.stack([w, h, w, h], dim=1)[:, None, :]  # (B, Q, 4), pixels
-    boxes = box_ops.convert(boxes, "xyxy", box_format)
+    boxes = box_ops.denormalise(pred_boxes, sizes, box_format)  # (B, Q, 4), pixels
     if label_to_category is not None:
         mapping = torch.as_tensor(list(label_to_category), dtype=torch.long, device=labels.device)
         if mapping.numel() != logits.shape[-1] - 1:

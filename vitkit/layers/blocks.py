@@ -129,15 +129,6 @@ class Block(nn.Module):
         x = self.norm1(x + self.drop_path1(self._attend(x, pos, mask, is_causal, cache)))
         return self.norm2(x + self.drop_path2(self.mlp(x)))
 
-    def forward_prefix(self, x: Tensor, num: int) -> Tensor:
-        """Output ``(B, num, C)`` of the first ``num`` tokens only, each still attending to all of ``x`` — all a
-        class-token head reads from the last block. Pre-norm blocks only."""
-        if not self.norm_first:
-            raise NotImplementedError("forward_prefix is for pre-norm blocks")
-        h = self.norm1(x)  # (B, N, C)
-        x = x[:, :num] + self.drop_path1(self.attn(h[:, :num], h, h))  # (B, num, C)
-        return x + self.drop_path2(self.mlp(self.norm2(x)))
-
     def _attend(
         self, x: Tensor, pos: Tensor | None, mask: Tensor | None, is_causal: bool, cache: KVCache | None
     ) -> Tensor:

@@ -26,19 +26,21 @@ def config_from_json(cls: type, text: str) -> Any:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"not a {cls.__name__} description (invalid JSON: {e})") from e
+        raise ConfigError(f"not a {cls.__name__} description (invalid JSON: {e})",
+                          "export the model again with `vitkit export`") from e
     return _build(cls, data)
 
 
 def _build(cls: type, data: Any) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"expected an object of {cls.__name__} fields, found {type(data).__name__}")
+        raise ConfigError(f"expected an object of {cls.__name__} fields, found {type(data).__name__}",
+                          "export the model again with `vitkit export`")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - fields)
     if unknown:
-        raise ConfigError(f"{cls.__name__} has no field(s) {unknown} (written by another vitkit version?); "
-                          f"its fields: {sorted(fields)}")
+        raise ConfigError(f"{cls.__name__} has no field(s) {unknown} (written by another vitkit version?)",
+                          f"export it again with this version; its fields are {sorted(fields)}")
     return cls(**{name: _coerce(hints[name], value) for name, value in data.items()})
 
 

@@ -9,19 +9,16 @@ key/value grid is ``s²`` times smaller), is flattened back to tokens, and enter
 position. A class token joins in the last stage only; it bypasses the convolutional projection (it has no place on
 the map) and is prepended to the projected queries, keys and values.
 
-Parameter names follow timm's vocabulary; ``weights.hf_cvt`` and ``weights.official_cvt`` convert Hugging Face
+Parameter names follow timm's vocabulary; ``vitkit.weights.cvt`` converts Hugging Face
 ``CvtForImageClassification`` and microsoft/CvT checkpoints. Two quirks of the official model are kept as config
 fields so its weights reproduce: attention scores scaled by ``dim ** -0.5`` instead of ``head_dim ** -0.5``, and
 QuickGELU (the official training used it; Hugging Face uses exact GELU).
-
-In evaluation, with a class token, the last block computes the class token alone (the head reads nothing else): the
-same logits for 4.27 instead of 4.57 GFLOPs (multiply-adds) for CvT-13 at 224 (the paper counts 4.5 for the full
-model). Training computes every token, as the reference does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,7 +28,6 @@ from torch import Tensor, nn
 from vitkit.layers import Attention, ConvEmbed, DropPath, Mlp, drop_path_rates
 from vitkit.layers.checkpointing import run_block
 from vitkit.layers.init import trunc_normal_linears_
-from vitkit.models.registry import register_presets
 
 
 @dataclass(frozen=True)
@@ -132,22 +128,16 @@ class CvTBlock(nn.Module):
                        recompute_act=model.recompute_act)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: Tensor, grid: tuple[int, int], num_prefix_tokens: int, *, prefix_only: bool = False
-                ) -> Tensor:
-        """``prefix_only``: compute the class token only, ``(B, P, C)`` (the map tokens' queries, attention rows and
-        MLP are skipped; the class token still attends to every key, so its value is unchanged)."""
-        attended = self._attend(self.norm1(x), grid, num_prefix_tokens, prefix_only)  # (B, P or P + h·w, C)
-        x = (x[:, :num_prefix_tokens] if prefix_only else x) + self.drop_path1(attended)
+    def forward(self, x: Tensor, grid: tuple[int, int], num_prefix_tokens: int) -> Tensor:
+        x = x + self.drop_path1(self._attend(self.norm1(x), grid, num_prefix_tokens))
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
-    def _attend(self, x: Tensor, grid: tuple[int, int], P: int, prefix_only: bool) -> Tensor:
+    def _attend(self, x: Tensor, grid: tuple[int, int], P: int) -> Tensor:
         fmap = x[:, P:].unflatten(1, grid).permute(0, 3, 1, 2)  # (B, C, h, w), a channels-last view: no copy
-        k, v = self.conv_k(fmap), self.conv_v(fmap)  # 2 × (B, h'·w', C)
-        q = None if prefix_only else self.conv_q(fmap)  # (B, h·w, C)
+        q, k, v = self.conv_q(fmap), self.conv_k(fmap), self.conv_v(fmap)  # (B, h·w, C), 2 × (B, h'·w', C)
         if P:
             prefix = x[:, :P]
-            k, v = (torch.cat([prefix, t], dim=1) for t in (k, v))  # (B, P + h'·w', C)
-            q = prefix if prefix_only else torch.cat([prefix, q], dim=1)  # (B, P [+ h·w], C)
+            q, k, v = (torch.cat([prefix, t], dim=1) for t in (q, k, v))  # (B, P + …, C)
         return self.attn(q, k, v)
 
 
@@ -160,39 +150,35 @@ class CvTStage(nn.Module):
         self.patch_embed = ConvEmbed(in_chans, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_stride,
                                      padding=cfg.patch_padding)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if class_token else None
-        self.num_prefix_tokens = int(class_token)
         self.embed_drop = nn.Dropout(model.drop_rate)
         self.blocks = nn.ModuleList(CvTBlock(cfg, model, drop_path=p) for p in drop_paths)
         self.grad_checkpointing = False  # set by CvT.set_grad_checkpointing
 
-    def forward(self, x: Tensor, *, class_token_only: bool = False) -> tuple[Tensor, tuple[int, int]]:
-        """``class_token_only`` (with a class token): the last block computes the class token alone, ``(B, 1, C)``."""
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.cls_token is not None)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         x, grid = self.patch_embed(x)  # (B, h·w, C)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + h·w, C)
         x = self.embed_drop(x)
-        last = len(self.blocks) - 1
-        for i, block in enumerate(self.blocks):
-            prefix_only = class_token_only and i == last and self.cls_token is not None
-            x = run_block(block, x, grid, self.num_prefix_tokens, prefix_only=prefix_only,
-                          checkpoint=self.grad_checkpointing)
+        for block in self.blocks:
+            x = run_block(block, x, grid, self.num_prefix_tokens, checkpoint=self.grad_checkpointing)
         return x, grid
 
 
 class CvT(nn.Module):
-    """CvT classifier: ``forward(images (B, C_in, H, W)) -> logits (B, num_classes)``.
+    """CvT classifier: ``forward(images (B, C_in, H, W)) -> logits (B, num_classes)``, which is
+    ``forward_head(forward_features(images))``.
 
     ``forward_features`` returns the last stage's normalised tokens ``(B, P + h·w, C)`` (``P`` = 1 with the class
     token); ``forward_head`` takes the class token (or the mean of the map tokens) and applies the head.
-    Attention weights captured during ``forward`` in eval mode hold the class token's row only in the last
-    block; use ``forward_features`` for every row.
     """
 
     def __init__(self, config: CvTConfig) -> None:
         super().__init__()
         self.config = cfg = config
-        self.num_classes = cfg.num_classes
-        self.num_prefix_tokens = int(cfg.class_token)
         last = len(cfg.stages) - 1
         in_chans = [cfg.in_chans] + [s.dim for s in cfg.stages[:-1]]
         self.stages = nn.ModuleList(
@@ -207,6 +193,14 @@ class CvT(nn.Module):
     @property
     def num_features(self) -> int:
         return self.config.stages[-1].dim
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.config.class_token)
 
     def init_weights(self) -> None:
         """Truncated-normal(0.02) linears and class token, zero biases (official CvT); convs keep PyTorch's init."""
@@ -224,23 +218,35 @@ class CvT(nn.Module):
         for stage in self.stages:
             stage.grad_checkpointing = enable
 
+    def group_matcher(self, coarse: bool = False):
+        """Depth ordinal of a parameter name, in timm's callable form (layer-wise lr decay, ``timm.optim``): the
+        input embedding first, then every block in order — a stage's embedding (and class token) sharing its
+        first block's — then the final norm and the head."""
+
+        def ordinal(name: str) -> tuple[int, ...]:
+            m = re.match(r"stages\.(\d+)\.(?:blocks\.(\d+)\.)?", name)
+            if m is None:
+                return (2,)  # final norm, head
+            stage, block = int(m.group(1)), m.group(2)
+            if block is None:  # the stage's embedding or class token
+                return (0,) if stage == 0 else (1, stage, 0)
+            return (1, stage, int(block))
+
+        return ordinal
+
     def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
+        """A new, freshly initialised head for ``num_classes`` classes (0: none); the config follows."""
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.to(self.norm.weight)
+        trunc_normal_linears_(self.head)
 
-    def convert_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """Hugging Face / microsoft/CvT / vitkit layout (detected from the keys) → this model's names."""
-        from vitkit.weights.hf_cvt import convert_cvt_checkpoint
-
-        return convert_cvt_checkpoint(state_dict, self)
-
-    def forward_features(self, x: Tensor, *, class_token_only: bool = False) -> Tensor:
-        """Images ``(B, C_in, H, W)`` → the last stage's normalised tokens ``(B, P + h·w, C)``; ``(B, 1, C)`` with
-        ``class_token_only`` when the model has a class token (all the head reads)."""
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Images ``(B, C_in, H, W)`` → the last stage's normalised tokens ``(B, P + h·w, C)``."""
         x, grid = self.stages[0](x)  # (B, h·w, C)
         for stage in self.stages[1:]:  # only the last stage may have a class token
             fmap = x.unflatten(1, grid).permute(0, 3, 1, 2)  # (B, C, h, w), a channels-last view: no copy
-            x, grid = stage(fmap, class_token_only=class_token_only)  # (B, P + h·w, C)
+            x, grid = stage(fmap)  # (B, P + h·w, C)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
@@ -249,10 +255,7 @@ class CvT(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        # In evaluation the last block's map tokens, never read by the head, are skipped (~7% of CvT-13's
-        # compute). Training computes them, as the reference does: their parameters then receive (zero)
-        # gradients, which distributed training expects of every parameter.
-        return self.forward_head(self.forward_features(x, class_token_only=not self.training))
+        return self.forward_head(self.forward_features(x))
 
 
 def _stages(dims, depths, heads, *, first: tuple[int, int, int] = (7, 4, 2), **common) -> tuple[CvTStageConfig, ...]:
@@ -292,7 +295,8 @@ PRESETS = {
     ),
 }
 
-register_presets(CvT, PRESETS, {
+MODEL = CvT
+DESCRIPTIONS = {
     "cvt_13": "CvT-13 (Wu et al. 2021), 20M params",
     "cvt_21": "CvT-21 (Wu et al. 2021), 32M params",
     "cvt_w24": "CvT-W24 (Wu et al. 2021), 277M params",
@@ -300,4 +304,4 @@ register_presets(CvT, PRESETS, {
     "cvt_small_32": "small CvT at 32×32 (CIFAR)",
     "cvt_digits": "two-stage CvT for 8×8 digits",
     "cvt_test": "tiny, for tests",
-})
+}

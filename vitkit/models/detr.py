@@ -9,11 +9,12 @@ image ─► CNN backbone (timm, frozen BatchNorm) ─► 1×1 projection to C �
 The last decoder layer gives the predictions; the earlier ones feed the auxiliary losses (§3.2, "Auxiliary decoding
 losses"). Positions are added to queries and keys, never to values, in every attention (appendix A.3). Losses and
 matching live in ``vitkit.detection``; checkpoints of the official code and of Hugging Face load through
-``vitkit.weights.official_detr`` / ``hf_detr``.
+``vitkit.weights.detr``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +24,6 @@ from torch import Tensor, nn
 
 from vitkit.layers import Block, DecoderBlock, fold_frozen_batch_norm, freeze_batch_norm, masked_sine_2d, masks
 from vitkit.layers.checkpointing import run_block
-from vitkit.models.registry import register_presets
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,6 @@ class DETRConfig:
     # trainable BatchNorm, for a backbone trained from scratch — frozen fresh statistics would be meaningless, and
     # timm zero-initialises each residual block's last BN scale, which frozen would keep at zero for good.
     backbone_norm: Literal["frozen", "batch"] = "frozen"
-    backbone_lr_scale: float = 0.1  # backbone lr = 0.1 × Transformer lr (paper: 1e-5 vs 1e-4)
     output_stride: int = 32  # 16 dilates the last stage (the paper's DC5 variant)
     in_chans: int = 3
     num_classes: int = 91  # K, without no-object; 91 = max COCO category id + 1, the official head size
@@ -76,14 +75,9 @@ class DETR(nn.Module):
         earlier decoder layer.
     """
 
-    # Fine-tuning to another class count re-initialises the class head only (the box MLP is class-agnostic).
-    reinit_prefixes = ("class_head.",)
-    reference_input_shape = (3, 800, 1066)  # for `vitkit models`: a COCO image at the paper's evaluation scale
-
     def __init__(self, config: DETRConfig) -> None:
         super().__init__()
         self.config = cfg = config
-        self.num_classes = cfg.num_classes
         self.backbone = _build_backbone(cfg)
         self.register_state_dict_post_hook(_contiguous_state)
         self.input_proj = nn.Conv2d(self.backbone.feature_info.channels()[-1], cfg.dim, kernel_size=1)
@@ -120,28 +114,15 @@ class DETR(nn.Module):
         (``layers.checkpointing``); the CNN backbone stores its activations as usual."""
         self.grad_checkpointing = enable
 
-    def lr_scale(self, name: str) -> float:
-        """Learning-rate multiplier of parameter ``name``: ``backbone_lr_scale`` for the backbone, else 1."""
-        return self.config.backbone_lr_scale if name.startswith("backbone.") else 1.0
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
 
     def reset_classifier(self, num_classes: int) -> None:
-        """New class head for ``num_classes`` object classes (plus no-object), freshly initialised."""
-        self.num_classes = num_classes
+        """New class head for ``num_classes`` object classes (plus no-object), freshly initialised; the config
+        follows."""
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)
         self.class_head = nn.Linear(self.config.dim, num_classes + 1).to(self.query_embed)
-
-    def convert_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """Official facebookresearch/detr, Hugging Face ``DetrForObjectDetection`` or vitkit layout → this model."""
-        from vitkit.weights.hf_detr import convert_hf_detr, is_hf_detr
-        from vitkit.weights.official_detr import check_backbone, convert_official_detr, is_official_detr
-
-        if is_official_detr(state_dict):
-            sd, notes = convert_official_detr(state_dict)
-        elif is_hf_detr(state_dict):
-            sd, notes = convert_hf_detr(state_dict)
-        else:
-            sd, notes = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}, []
-        check_backbone(sd, self)
-        return sd, notes
 
     def forward(self, images: Tensor, pixel_mask: Tensor | None = None) -> dict:
         features, valid = self.forward_backbone(images, pixel_mask)  # (B, Cb, h, w), (B, h, w)
@@ -277,10 +258,12 @@ PRESETS = {
                       mlp_ratio=2.0),
 }
 
-register_presets(DETR, PRESETS, {
+MODEL = DETR
+INPUT_SHAPE = (3, 800, 1066)  # for FLOP counts: a COCO image at the paper's evaluation scale
+DESCRIPTIONS = {
     "detr_r50": "DETR R50 (Carion et al. 2020), 41M params",
     "detr_r101": "DETR R101 (Carion et al. 2020)",
     "detr_r50_dc5": "DETR-DC5 R50: dilated last stage, stride 16",
     "detr_small": "ResNet-18 DETR for CPU experiments",
     "detr_test": "tiny, for tests",
-})
+}

@@ -35,7 +35,6 @@ from vitkit.layers import Attention, KVCache, Mlp
 from vitkit.layers.checkpointing import run_block
 from vitkit.layers.init import trunc_normal_linears_
 from vitkit.layers.local_attention import LocalLayout, block_raster_order
-from vitkit.models.registry import register_presets
 
 NUM_LEVELS = 256  # 8-bit intensities: the categorical has 256 classes
 
@@ -66,20 +65,22 @@ class ImageTransformerConfig:
         for name in ("block_shape", "flange_shape"):  # YAML gives lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.attention not in ("local_1d", "local_2d", "global"):
-            raise ConfigError(f"attention={self.attention!r}: choose 'local_1d', 'local_2d' or 'global'")
+            raise ConfigError(f"attention={self.attention!r}", "choose 'local_1d', 'local_2d' or 'global'")
         if self.dim % self.num_heads:
-            raise ConfigError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}")
+            raise ConfigError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}",
+                              "change dim or num_heads (model_kwargs)")
         n, width = self.img_size * self.img_size * self.in_chans, self.img_size * self.in_chans
         if self.attention == "local_1d" and (self.block_size <= 0 or n % self.block_size):
             divisors = [d for d in range(1, n + 1) if n % d == 0 and d >= 8][:8]
             raise ConfigError(f"local_1d: block_size={self.block_size} must divide the sequence length "
-                              f"H·W·C = {n}; for example one of {divisors}")
+                              f"H·W·C = {n}", f"use a divisor, for example one of {divisors}")
         if self.attention == "local_2d":
             bh, bw = self.block_shape
             if bh <= 0 or bw <= 0 or self.img_size % bh or width % bw or bw % self.in_chans:
                 raise ConfigError(f"local_2d: block_shape={self.block_shape} must tile the {self.img_size}×{width} "
                                   f"grid of sub-pixels (rows, W·C columns) with a width that is a multiple of "
-                                  f"in_chans={self.in_chans}, so that a pixel's channels share a block")
+                                  f"in_chans={self.in_chans}", "pick block rows dividing the image height and "
+                                  "columns dividing W·C, a multiple of in_chans (a pixel's channels share a block)")
 
     @property
     def seq_len(self) -> int:
@@ -294,9 +295,10 @@ PRESETS = {
     ),
 }
 
-register_presets(ImageTransformer, PRESETS, {
+MODEL = ImageTransformer
+DESCRIPTIONS = {
     "image_transformer_cifar10": "Image Transformer, CIFAR-10 1D-local setting (Parmar et al. 2018)",
     "image_transformer_imagenet32": "Image Transformer for ImageNet 32×32, 1D local",
     "image_transformer_digits": "Image Transformer for 8×8 digits",
     "image_transformer_test": "tiny, for tests",
-})
+}

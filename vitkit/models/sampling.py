@@ -18,6 +18,7 @@ import logging
 import torch
 from torch import Tensor
 
+from vitkit.errors import ConfigError
 from vitkit.models.image_transformer import NUM_LEVELS, ImageTransformer
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,9 @@ def sample(
         use_cache: incremental decoding with KV caches; ``False`` recomputes the prefix at every step.
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise ConfigError(f"temperature must be > 0, got {temperature}", "1 samples the model's distribution")
     if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        raise ConfigError(f"num_samples must be >= 1, got {num_samples}", "ask for at least one sample")
     cfg, device = model.config, next(model.parameters()).device
     labels = _labels(y, num_samples, cfg.num_classes, device)
     fixed_seq, fixed = _known(model, known, rows, num_samples)
@@ -79,13 +80,15 @@ def _gumbel(batch: int, generator: torch.Generator | None) -> Tensor:
 def _labels(y: int | Tensor | None, batch: int, num_classes: int, device: torch.device) -> Tensor | None:
     if y is None:
         if num_classes > 0:
-            raise ValueError(f"the model is class-conditional ({num_classes} classes): give a class label")
+            raise ConfigError(f"the model is class-conditional ({num_classes} classes) and no class was given",
+                              "give a class label (vitkit sample --class C)")
         return None
     if num_classes == 0:
-        raise ValueError("the model is unconditional (num_classes=0): it cannot take a class label")
+        raise ConfigError("the model is unconditional (num_classes=0) but a class label was given",
+                          "drop the class label")
     labels = torch.as_tensor(y, dtype=torch.long, device=device).expand(batch)  # (B,)
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"class label {y} outside [0, {num_classes})")
+        raise ConfigError(f"class label {y} outside [0, {num_classes})", f"use a class in 0..{num_classes - 1}")
     return labels
 
 
@@ -94,13 +97,14 @@ def _known(model: ImageTransformer, known: Tensor | None, rows: int, batch: int)
     H = model.config.img_size
     if known is None:
         if rows:
-            raise ValueError(f"rows={rows} given without an image to complete")
+            raise ConfigError(f"rows={rows} is given without an image to complete", "pass the image to complete")
         return None, None
     if not 0 <= rows < H:
-        raise ValueError(f"rows={rows}: must lie in [0, {H}) — the model's images have {H} rows and at least one "
-                         "must be left to generate")
+        raise ConfigError(f"rows={rows}: must lie in [0, {H})",
+                          f"the model's images have {H} rows and at least one must be left to generate")
     if known.shape[0] not in (1, batch):
-        raise ValueError(f"completion images: batch of {known.shape[0]}, expected 1 or {batch}")
+        raise ConfigError(f"completion images: batch of {known.shape[0]}, expected 1 or {batch}",
+                          "give one image or one per sample")
     device = next(model.parameters()).device
     tokens = model.to_sequence(known.to(device)).expand(batch, -1)  # (B, N)
     return tokens, model.row_idx < rows

@@ -9,6 +9,7 @@ at load time when the grid differs, and at forward time for images of another si
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -19,7 +20,6 @@ from torch import Tensor, nn
 from vitkit.layers import Block, PatchEmbed, drop_path_rates, resample_pos_embed, sincos_2d
 from vitkit.layers.checkpointing import run_block
 from vitkit.layers.init import trunc_normal_linears_
-from vitkit.models.registry import register_presets
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class ViTConfig:
     fused_attn: bool = True  # SDPA; False uses the reference attention path
 
     def __post_init__(self) -> None:
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}")
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size={self.img_size} must be divisible by patch_size={self.patch_size}")
         if self.global_pool == "token" and not self.class_token:
@@ -49,7 +51,8 @@ class ViTConfig:
 
 
 class VisionTransformer(nn.Module):
-    """ViT classifier: ``forward(images (B, C, H, W)) -> logits (B, num_classes)``.
+    """ViT classifier: ``forward(images (B, C, H, W)) -> logits (B, num_classes)``, which is
+    ``forward_head(forward_features(images))``.
 
     ``forward_features`` returns the normalised tokens ``(B, P + h·w, C)`` (``P`` = 1 with a class token, else 0);
     ``forward_head`` pools them and applies the head. Any image size divisible by the patch size is accepted.
@@ -58,9 +61,6 @@ class VisionTransformer(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = cfg = config
-        self.num_classes = cfg.num_classes
-        self.num_prefix_tokens = int(cfg.class_token)
-        self.grid = (cfg.img_size // cfg.patch_size,) * 2
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.class_token else None
         num_pos = self.grid[0] * self.grid[1] + self.num_prefix_tokens
@@ -86,6 +86,19 @@ class VisionTransformer(nn.Module):
     def num_features(self) -> int:
         return self.config.dim
 
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.config.class_token)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Token grid ``(h, w)`` of the training resolution (the learned position table's)."""
+        return (self.config.img_size // self.config.patch_size,) * 2
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block in the backward pass instead of storing its activations (``layers.checkpointing``)."""
         self.grad_checkpointing = enable
@@ -105,15 +118,18 @@ class VisionTransformer(nn.Module):
         """Parameters exempt from weight decay besides biases and norms."""
         return {"pos_embed", "cls_token"}
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups by depth, in timm's form: the embedding first, one group per block, the final norm and
+        the head last (layer-wise lr decay, ``timm.optim``)."""
+        return {"stem": r"^cls_token|^pos_embed|^patch_embed",
+                "blocks": [(r"^blocks\.(\d+)", None), (r"^norm|^fc_norm", (99999,))]}
+
     def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
+        """A new, freshly initialised head for ``num_classes`` classes (0: none); the config follows."""
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)
         self.head = nn.Linear(self.config.dim, num_classes) if num_classes > 0 else nn.Identity()
-
-    def convert_checkpoint(self, state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """timm / vitkit layout → this model: position table resampled to its grid (see ``weights.timm_vit``)."""
-        from vitkit.weights.timm_vit import convert_vit_checkpoint
-
-        return convert_vit_checkpoint(state_dict, self)
+        self.head.to(self.pos_embed)
+        trunc_normal_linears_(self.head)
 
     def pos_embed_for(self, grid: tuple[int, int]) -> Tensor:
         """The position table ``(1, P + h·w, C)`` for a token grid, resampled when it differs from training."""
@@ -125,7 +141,11 @@ class VisionTransformer(nn.Module):
         return resample_pos_embed(self.pos_embed, grid, self.grid, num_prefix_tokens=self.num_prefix_tokens)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        return self.norm(self._run_blocks(self._embed(x), self.blocks))
+        """Images ``(B, C_in, H, W)`` → normalised tokens ``(B, P + h·w, C)``."""
+        x = self._embed(x)
+        for block in self.blocks:
+            x = run_block(block, x, checkpoint=self.grad_checkpointing)
+        return self.norm(x)
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
         if self.config.global_pool == "avg":
@@ -136,18 +156,7 @@ class VisionTransformer(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.config.global_pool == "avg" or self.config.depth == 0:
-            return self.forward_head(self.forward_features(x))
-        # The head reads only the class token, so the last block computes only its output (attending to all tokens):
-        # the same logits for about 1/depth less work, in training too (every parameter still takes part).
-        x = self._run_blocks(self._embed(x), self.blocks[:-1])
-        x = run_block(self.blocks[-1], x, 1, checkpoint=self.grad_checkpointing, method="forward_prefix")  # (B, 1, C)
-        return self.forward_head(self.norm(x))
-
-    def _run_blocks(self, x: Tensor, blocks: nn.Sequential) -> Tensor:
-        for block in blocks:
-            x = run_block(block, x, checkpoint=self.grad_checkpointing)
-        return x
+        return self.forward_head(self.forward_features(x))
 
     def _embed(self, x: Tensor) -> Tensor:
         """Patch tokens with the class token and position embeddings: ``(B, C_in, H, W)`` → ``(B, P + h·w, C)``."""
@@ -182,7 +191,8 @@ PRESETS = {
     "vit_test": ViTConfig(img_size=32, patch_size=8, num_classes=10, dim=32, depth=2, num_heads=2),
 }
 
-register_presets(VisionTransformer, PRESETS, {
+MODEL = VisionTransformer
+DESCRIPTIONS = {
     "vit_tiny_patch16_224": "ViT-Ti/16 (timm layout)",
     "vit_small_patch16_224": "ViT-S/16 (timm layout)",
     "vit_base_patch16_224": "ViT-B/16 (Dosovitskiy et al. 2020)",
@@ -191,4 +201,4 @@ register_presets(VisionTransformer, PRESETS, {
     "vit_small_patch4_32": "6.3M-parameter ViT for CIFAR from scratch",
     "vit_digits": "ViT for 8×8 digits, 2×2 patches",
     "vit_test": "tiny, for tests",
-})
+}

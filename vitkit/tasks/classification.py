@@ -14,23 +14,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from vitkit.tasks.builders import build_classifier
-from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
+from vitkit.errors import ConfigError
 from vitkit.tasks.layer_decay import layer_decay_scale
-from vitkit.tasks.optim import adamw_warmup_cosine, param_groups
+from vitkit.tasks.optim import warmup_cosine_scheduler
 from vitkit.tasks.prediction_writer import ClassificationPredictionWriter
-from vitkit.training.nonfinite import checked_loss
-from vitkit.training.switches import compile_in_place, enable_grad_checkpointing
+from vitkit.tasks.shell import TaskShell
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(TaskShell):
     """Train, evaluate and predict with an image classifier.
 
     Args:
@@ -50,12 +47,11 @@ class ClassificationTask(L.LightningModule):
             too (``val_ema/acc1``); ``None``: off. ema_warmup: ramp the decay up early on (short runs need it).
         layer_decay: layer-wise lr decay factor (e.g. 0.75): ViT, CvT and timm models; ``None``: off.
         drop_path_rate: stochastic-depth rate for a named model (overrides the preset's); ``None``: the preset's.
-        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
-            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
-        grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
-        nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
-            (``vitkit.training.nonfinite``).
+        compile, grad_checkpointing, nonfinite_loss, allow_large_inputs: the switches every task has
+            (``vitkit.tasks.shell``).
     """
+
+    MONITOR = ("val/acc1", "max", "best-epoch{epoch:03d}-acc{val/acc1:.4f}")
 
     def __init__(
         self,
@@ -85,25 +81,22 @@ class ClassificationTask(L.LightningModule):
         compile: bool | dict[str, Any] = False,
         grad_checkpointing: bool = False,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
+        allow_large_inputs: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
-        if isinstance(model, nn.Module):
-            if drop_path_rate is not None:
-                raise ValueError("drop_path_rate overrides a named model's preset; for a ready nn.Module, build it "
-                                 "with the stochastic depth you want")
-            self.model = model
-        else:
-            overrides = dict(model_kwargs or {})
-            if drop_path_rate is not None:
-                overrides["drop_path_rate"] = drop_path_rate
-            sized = {"num_classes": num_classes, "in_chans": in_chans, "img_size": img_size}
-            sized.update({k: overrides.pop(k) for k in list(sized) if k in overrides})  # model_kwargs win
-            self.model = build_classifier(model, checkpoint=checkpoint, **sized, **overrides)
-        if grad_checkpointing:
-            enable_grad_checkpointing(self.model)
+        if drop_path_rate is not None and isinstance(model, nn.Module):
+            raise ConfigError("drop_path_rate overrides a named model's preset, but a ready nn.Module was given",
+                              "build the module with the stochastic depth you want")
+        overrides = dict(model_kwargs or {})
+        if drop_path_rate is not None:
+            overrides["drop_path_rate"] = drop_path_rate
+        self.init_shell(model, class_names=class_names, num_classes=num_classes, in_chans=in_chans,
+                        img_size=img_size, model_kwargs=overrides, checkpoint=checkpoint, compile=compile,
+                        grad_checkpointing=grad_checkpointing, nonfinite_loss=nonfinite_loss,
+                        allow_large_inputs=allow_large_inputs)
         self.num_classes = num_classes or _num_outputs(self.model)
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+        self.class_names = self.class_names or [str(i) for i in range(self.num_classes)]
+        self._layer_scale = layer_decay_scale(self.model, layer_decay) if layer_decay else None
         self.mixup = build_mixup(self.hparams, self.num_classes)
         # The EMA copy is kept out of the module tree (and of state_dict, so that Lightning checkpoints still load
         # as plain weights); it is saved under the checkpoint's "model_ema" entry.
@@ -127,15 +120,15 @@ class ClassificationTask(L.LightningModule):
         images, labels = batch["image"], batch["label"]
         if self.mixup is not None and self.mixup.mixup_enabled:
             if len(labels) % 2:
-                raise ValueError(f"mixup/cutmix pair each image with another: the batch size must be even, got "
-                                 f"{len(labels)}; change --data.batch_size")
+                raise ConfigError(f"mixup/cutmix pair each image with another: the batch size must be even, got "
+                                  f"{len(labels)}", "change --data.batch_size to an even number")
             images, targets = self.mixup(images, labels)  # (B, C, H, W) mixed, (B, K) soft targets
             logits = self(images)
             loss = torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
         else:
             logits = self(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss)
+        checked = self.check_loss(loss, batch_idx)
         if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
             self._log("train", loss, logits, labels)
         return checked
@@ -191,36 +184,35 @@ class ClassificationTask(L.LightningModule):
             module.to(self.device)
         return module
 
-    def configure_model(self) -> None:
-        if self.hparams.compile:
-            compile_in_place(self.model, self.hparams.compile)
+    def lr_scale(self, name: str) -> float:
+        return self._layer_scale(name) if self._layer_scale is not None else 1.0
 
     def configure_optimizers(self) -> dict:
-        scale = layer_decay_scale(self.model, self.hparams.layer_decay) if self.hparams.layer_decay else None
-        groups = param_groups(self.model, weight_decay=self.hparams.weight_decay, lr_scale=scale)
-        return adamw_warmup_cosine(self.trainer, groups, lr=self.hparams.lr, betas=self.hparams.betas,
-                                   warmup_epochs=self.hparams.warmup_epochs, min_lr_ratio=self.hparams.min_lr_ratio)
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.param_groups(hp.lr), lr=hp.lr, betas=tuple(hp.betas))
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine_scheduler(
+            self.trainer, optimizer, warmup_epochs=hp.warmup_epochs, min_lr_ratio=hp.min_lr_ratio)}
 
-    def configure_callbacks(self) -> list[Callback]:
-        best_and_last = checkpoint_callbacks("val/acc1", mode="max", filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}")
-        return [*best_and_last, ClassificationPredictionWriter()]
+    def extra_callbacks(self) -> list[Callback]:
+        return [ClassificationPredictionWriter()]
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        record_task(self, checkpoint)
-        checkpoint["class_names"] = self.class_names
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = super().checkpoint_state()
         if self.ema is not None:
-            checkpoint["model_ema"] = self.ema.module.state_dict()
+            state["model_ema"] = self.ema.module.state_dict()
+        return state
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.class_names = checkpoint.get("class_names", self.class_names)
-        if self.ema is not None and "model_ema" in checkpoint:
-            self.ema.module.load_state_dict(checkpoint["model_ema"])
+    def restore_state(self, state: dict[str, Any]) -> None:
+        super().restore_state(state)
+        if self.ema is not None and "model_ema" in state:
+            self.ema.module.load_state_dict(state["model_ema"])
 
 
 def build_mixup(hparams: Any, num_classes: int):
     """``timm.data.Mixup`` for the task's switches, or ``None`` when mixup and cutmix are both off."""
     if hparams.mixup_alpha < 0 or hparams.cutmix_alpha < 0:
-        raise ValueError(f"mixup_alpha={hparams.mixup_alpha} / cutmix_alpha={hparams.cutmix_alpha} must be ≥ 0")
+        raise ConfigError(f"mixup_alpha={hparams.mixup_alpha} / cutmix_alpha={hparams.cutmix_alpha} must be ≥ 0",
+                          "use 0 to switch either off (DeiT: 0.8 / 1.0)")
     if hparams.mixup_alpha == 0 and hparams.cutmix_alpha == 0:
         return None
     from timm.data import Mixup
@@ -235,7 +227,8 @@ def build_ema(model: nn.Module, decay: float | None, *, warmup: bool):
     if decay is None:
         return None
     if not 0.0 < decay < 1.0:
-        raise ValueError(f"ema_decay={decay} must lie in (0, 1), e.g. 0.9998; leave it unset to disable the EMA")
+        raise ConfigError(f"ema_decay={decay} must lie in (0, 1)",
+                          "use e.g. 0.9998, or leave it unset to disable the EMA")
     from timm.utils import ModelEmaV3
 
     return ModelEmaV3(model, decay=decay, use_warmup=warmup)
@@ -244,5 +237,5 @@ def build_ema(model: nn.Module, decay: float | None, *, warmup: bool):
 def _num_outputs(model: nn.Module) -> int:
     n = getattr(model, "num_classes", None)
     if not n:
-        raise ValueError("cannot tell the number of classes of the given model; pass num_classes")
+        raise ConfigError("cannot tell the number of classes of the given model", "pass num_classes")
     return int(n)

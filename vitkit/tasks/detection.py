@@ -22,58 +22,43 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import Tensor, nn
 
+from vitkit.atomic import atomic_write_text
 from vitkit.detection import HungarianMatcher, SetCriterion, coco_eval, postprocess, to_coco_results
-from vitkit.models import create_model
-from vitkit.tasks.checkpoints import record_task
-from vitkit.tasks.optim import param_groups
-from vitkit.training.atomic import atomic_write_text
-from vitkit.training.nonfinite import checked_loss
-from vitkit.training.switches import compile_in_place, enable_grad_checkpointing
+from vitkit.errors import ConfigError
+from vitkit.tasks.shell import TaskShell
 
 log = logging.getLogger(__name__)
 LOGGED_LOSSES = ("loss", "loss_ce", "loss_bbox", "loss_giou", "cardinality_error")
-# Preprocessing used when nothing else is known (DETR's: ImageNet statistics, shorter side 800, longer ≤ 1333).
-DEFAULT_PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "image_size": 800,
-                         "max_size": 1333}
 
 
-def eval_resize(image_size: int) -> dict[str, int]:
-    """The evaluation resize of the datamodule's detection presets: shorter side ``S``, longer ≤ ``S·1333/800``."""
-    return {"image_size": int(image_size), "max_size": max(int(image_size), round(image_size * 1333 / 800))}
-
-
-class DetectionTask(L.LightningModule):
+class DetectionTask(TaskShell):
     """Train, evaluate and predict with a DETR detector.
 
     Args:
         model: a vitkit DETR preset name (e.g. ``detr_small``, ``detr_r50``) or a ready ``nn.Module`` with DETR's
             output dict.
         num_classes, class_names, in_chans, img_size: filled from the datamodule by the CLI. ``num_classes`` sizes
-            the class head (plus no-object); ``img_size`` is the datamodule's working size (kept for inference).
+            the class head (plus no-object); ``img_size`` (the data's shorter side) does not size a detector.
         category_ids: dataset category id of each contiguous label; default ``0..K-1``.
         model_kwargs: DETR config overrides (e.g. ``{"num_queries": 20}``).
         checkpoint: initial weights (vitkit, official DETR or Hugging Face layout); with another class count only
             the class head is re-initialised, and the load report says so.
-        lr, lr_backbone, weight_decay, grad_clip: AdamW settings; ``lr_backbone`` None = ``lr`` × the model's
-            ``lr_scale`` (0.1 for DETR presets). ``grad_clip`` is the max gradient norm (Trainer's
-            ``gradient_clip_val`` wins when set).
+        lr, lr_backbone, weight_decay, grad_clip: AdamW settings; ``lr_backbone`` None = ``lr`` / 10 (the paper's
+            1e-4 / 1e-5). ``grad_clip`` is the max gradient norm (Trainer's ``gradient_clip_val`` wins when set).
         lr_drop_epoch: multiply the learning rates by 0.1 after this many epochs (the paper: 200 of 300).
         warmup_steps: raise the learning rates linearly from 1/warmup_steps of their value to it over this many
             optimiser steps (0: none, as the paper). Helps higher rates than the paper's when training from scratch.
         freeze_backbone: train only the Transformer and heads (fine-tuning on small data).
         eos_coef, weight_ce, weight_bbox, weight_giou: criterion settings (matcher costs use the same weights).
         predictions_file: COCO-results JSON written under the run's log folder after each validation.
-        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
-            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
-        grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
-        nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
-            (``vitkit.training.nonfinite``).
+        compile, grad_checkpointing, nonfinite_loss, allow_large_inputs: the switches every task has
+            (``vitkit.tasks.shell``).
     """
+
+    MONITOR = ("val/AP", "max", "best-epoch{epoch:03d}-AP{val/AP:.4f}")
 
     def __init__(
         self,
@@ -101,30 +86,30 @@ class DetectionTask(L.LightningModule):
         compile: bool | dict[str, Any] = False,
         grad_checkpointing: bool = False,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
+        allow_large_inputs: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         if num_classes is None and category_ids is not None:
             num_classes = len(category_ids)
-        self.model = model if isinstance(model, nn.Module) else _build_detr(
-            model, num_classes=num_classes, in_chans=in_chans, checkpoint=checkpoint, **(model_kwargs or {}))
+        self.init_shell(model, class_names=class_names, num_classes=num_classes, in_chans=in_chans,
+                        model_kwargs=model_kwargs, checkpoint=checkpoint, compile=compile,
+                        grad_checkpointing=grad_checkpointing, nonfinite_loss=nonfinite_loss,
+                        allow_large_inputs=allow_large_inputs)
         self.num_classes = int(num_classes or self.model.num_classes)
         self.category_ids = [int(c) for c in category_ids] if category_ids else list(range(self.num_classes))
-        self.class_names = list(class_names) if class_names else [str(c) for c in self.category_ids]
+        self.class_names = self.class_names or [str(c) for c in self.category_ids]
         if not len(self.category_ids) == len(self.class_names) == self.num_classes:
-            raise ValueError(f"num_classes={self.num_classes}, {len(self.category_ids)} category ids and "
-                             f"{len(self.class_names)} class names disagree; they must describe the same classes")
+            raise ConfigError(f"num_classes={self.num_classes}, {len(self.category_ids)} category ids and "
+                              f"{len(self.class_names)} class names disagree",
+                              "they must describe the same classes: drop them and let the data set them")
         if warmup_steps < 0:
-            raise ValueError(f"warmup_steps={warmup_steps} must be >= 0 (0: no warm-up)")
+            raise ConfigError(f"warmup_steps={warmup_steps} must be >= 0", "use 0 for no warm-up")
         if freeze_backbone:
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)
-        if grad_checkpointing:
-            enable_grad_checkpointing(self.model)
         matcher = HungarianMatcher(weight_ce, weight_bbox, weight_giou)
         self.criterion = SetCriterion(self.num_classes, matcher=matcher, weight_ce=weight_ce,
                                       weight_bbox=weight_bbox, weight_giou=weight_giou, eos_coef=eos_coef)
-        self.preprocessing = dict(DEFAULT_PREPROCESSING, **eval_resize(img_size or DEFAULT_PREPROCESSING["image_size"]))
         self._eval: dict[str, list] = {"results": [], "records": []}
         self.last_predictions: list[dict] = []  # COCO results of the last validation / test epoch
 
@@ -142,7 +127,7 @@ class DetectionTask(L.LightningModule):
         except FloatingPointError as e:  # the matcher cannot match non-finite predictions: the loss is not finite
             losses, loss = None, outputs["pred_logits"].new_full((), float("nan"))
             about += f"; {e}"
-        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss, about=about)
+        checked = self.check_loss(loss, batch_idx, about=about)
         if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
             self._log_losses(losses, "train", len(batch["targets"]))
         return checked
@@ -218,23 +203,16 @@ class DetectionTask(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------------------------
 
-    def configure_model(self) -> None:
-        if self.hparams.compile:
-            compile_in_place(self.model, self.hparams.compile)
+    def lr_scale(self, name: str) -> float:
+        lr, lr_backbone = self.hparams.lr, self.hparams.lr_backbone
+        if not name.startswith("backbone."):
+            return 1.0
+        return 0.1 if lr_backbone is None else lr_backbone / lr
 
     def configure_optimizers(self) -> dict | tuple[list, list]:
         """AdamW; a per-step linear warm-up (``warmup_steps``) and a per-epoch ×0.1 drop (``lr_drop_epoch``), each
         when set. Both schedules scale the rates in place (chainable), so they compose."""
-        lr, lr_backbone = self.hparams.lr, self.hparams.lr_backbone
-        if lr_backbone is not None:
-            def scale(name: str) -> float:
-                return lr_backbone / lr if name.startswith("backbone.") else 1.0
-        else:
-            scale = getattr(self.model, "lr_scale", None)
-        groups = param_groups(self.model, weight_decay=self.hparams.weight_decay, lr_scale=scale)
-        for group in groups:
-            group["lr"] = lr * group["lr_scale"]
-        optimizer = torch.optim.AdamW(groups, lr=lr)
+        optimizer = torch.optim.AdamW(self.param_groups(self.hparams.lr), lr=self.hparams.lr)
         schedulers = []
         if self.hparams.warmup_steps:
             warmup = self.hparams.warmup_steps
@@ -253,38 +231,12 @@ class DetectionTask(L.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=gradient_clip_algorithm
                                 or "norm")
 
-    def configure_callbacks(self) -> list[Callback]:
-        best = ModelCheckpoint(monitor="val/AP", mode="max", filename="best-epoch{epoch:03d}-AP{val/AP:.4f}",
-                               auto_insert_metric_name=False)
-        # Lightning's save_last only refreshes last.ckpt when the best one improves, and DETR's AP often stays at 0
-        # for many epochs: a second, unmonitored checkpoint keeps the latest weights as last.ckpt.
-        latest = ModelCheckpoint(filename="last", enable_version_counter=False)
-        return [best, latest]
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {**super().checkpoint_state(), "category_ids": self.category_ids}
 
-    # -- checkpoints ----------------------------------------------------------------------------------------------
-
-    def on_fit_start(self) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and all(hasattr(dm, k) for k in ("mean", "std")):
-            self.preprocessing.update(mean=list(dm.mean), std=list(dm.std))
-        if dm is not None and getattr(dm, "image_size", None):
-            self.preprocessing.update(eval_resize(dm.image_size))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        record_task(self, checkpoint)
-        checkpoint.update(class_names=self.class_names, category_ids=self.category_ids,
-                          preprocessing=self.preprocessing)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.class_names = checkpoint.get("class_names", self.class_names)
-        self.category_ids = checkpoint.get("category_ids", self.category_ids)
-        self.preprocessing = checkpoint.get("preprocessing", self.preprocessing)
-
-
-def _build_detr(name: str, *, num_classes: int | None, in_chans: int | None, checkpoint: str | None,
-                **overrides: Any) -> nn.Module:
-    sized = {k: v for k, v in {"num_classes": num_classes, "in_chans": in_chans}.items() if v is not None}
-    return create_model(name, checkpoint=checkpoint, **{**sized, **overrides})
+    def restore_state(self, state: dict[str, Any]) -> None:
+        super().restore_state(state)
+        self.category_ids = state.get("category_ids", self.category_ids)
 
 
 def _gather_unique(results: list[dict], records: list[dict]) -> tuple[list[dict], list[dict]]:

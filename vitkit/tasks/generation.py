@@ -13,18 +13,15 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
-from vitkit.models import ImageTransformer, create_model
+from vitkit.errors import ConfigError
+from vitkit.models import ImageTransformer
 from vitkit.models.sampling import sample
-from vitkit.tasks.checkpoints import checkpoint_callbacks, record_task
-from vitkit.tasks.optim import adamw_warmup_cosine, param_groups
-from vitkit.training.nonfinite import checked_loss
-from vitkit.training.switches import compile_in_place, enable_grad_checkpointing
+from vitkit.tasks.optim import warmup_cosine_scheduler
+from vitkit.tasks.shell import TaskShell
 from vitkit.viz.sample_grid import image_grid, save_image_grid
 
 log = logging.getLogger(__name__)
@@ -36,7 +33,7 @@ def bits_per_dim(logits: Tensor, images: Tensor) -> Tensor:
     return nats.flatten(1).mean(dim=1) / math.log(2)  # (B,)
 
 
-class GenerationTask(L.LightningModule):
+class GenerationTask(TaskShell):
     """Train and evaluate an Image Transformer; sample grids at each validation.
 
     Args:
@@ -51,12 +48,11 @@ class GenerationTask(L.LightningModule):
         num_samples: images in the validation sample grid (0: no grid).
         temperature: sampling temperature of the grid.
         sample_seed: seed of the grid, the same at every validation so epochs can be compared.
-        compile: compile the model with ``torch.compile`` when the trainer sets it up: ``true``, or the options of
-            ``torch.compile`` (e.g. ``{mode: max-autotune}``; ``vitkit.training.switches``).
-        grad_checkpointing: recompute each Transformer block in the backward pass instead of storing its activations.
-        nonfinite_loss: on a NaN/infinite training loss, ``stop`` with the step and batch, or ``skip`` the batch
-            (``vitkit.training.nonfinite``).
+        compile, grad_checkpointing, nonfinite_loss, allow_large_inputs: the switches every task has
+            (``vitkit.tasks.shell``).
     """
+
+    MONITOR = ("val/bpd", "min", "best-epoch{epoch:03d}-bpd{val/bpd:.4f}")
 
     def __init__(
         self,
@@ -80,31 +76,29 @@ class GenerationTask(L.LightningModule):
         compile: bool | dict[str, Any] = False,
         grad_checkpointing: bool = False,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
+        allow_large_inputs: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if isinstance(model, nn.Module):
-            self.model = model
-        else:
-            sized = {"in_chans": in_chans, "img_size": img_size, "num_classes": num_classes if conditional else 0}
-            sized = {k: v for k, v in sized.items() if v is not None}
-            self.model = create_model(model, checkpoint=checkpoint, **{**sized, **(model_kwargs or {})})
+            raise ConfigError(f"temperature={temperature}", "the sampling temperature must be > 0 (1 = the model's "
+                              "distribution)")
+        self.init_shell(model, class_names=class_names, num_classes=num_classes if conditional else 0,
+                        in_chans=in_chans, img_size=img_size, model_kwargs=model_kwargs, checkpoint=checkpoint,
+                        compile=compile, grad_checkpointing=grad_checkpointing, nonfinite_loss=nonfinite_loss,
+                        allow_large_inputs=allow_large_inputs)
         if not isinstance(self.model, ImageTransformer):
-            raise TypeError(f"GenerationTask needs an ImageTransformer, got {type(self.model).__name__}")
-        if grad_checkpointing:
-            enable_grad_checkpointing(self.model)
+            raise ConfigError(f"GenerationTask needs an ImageTransformer, got {type(self.model).__name__}",
+                              "use an image_transformer_* preset (`vitkit models 'image_transformer*'`)")
         self.conditional = self.model.config.num_classes > 0
         k = self.model.config.num_classes
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(k)]
+        self.class_names = self.class_names or [str(i) for i in range(k)]
 
     def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.model(images, labels if self.conditional else None)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         bpd, loss = self._bpd_and_loss(batch)
-        checked = checked_loss(self, loss, batch_idx, policy=self.hparams.nonfinite_loss)
+        checked = self.check_loss(loss, batch_idx)
         if checked is not None:  # a skipped batch's NaN stays out of the epoch's averages
             self._log_stage("train", bpd, loss, len(batch["image"]))
         return checked
@@ -123,7 +117,8 @@ class GenerationTask(L.LightningModule):
     def _bpd_and_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         images = batch["image"]
         if self.conditional and "label" not in batch:
-            raise ValueError("a class-conditional model needs labelled batches; this dataset has no labels")
+            raise ConfigError("a class-conditional model needs labelled batches, and this dataset has no labels",
+                              "set --model.init_args.conditional false, or train on a labelled dataset")
         bpd = bits_per_dim(self(images, batch.get("label")), images).mean()
         return bpd, bpd * math.log(2)  # the loss: mean NLL in nats per sub-pixel, the quantity minimised
 
@@ -159,21 +154,8 @@ class GenerationTask(L.LightningModule):
         log.info("sample grid written to %s", out)
         return out
 
-    def configure_model(self) -> None:
-        if self.hparams.compile:
-            compile_in_place(self.model, self.hparams.compile)
-
     def configure_optimizers(self) -> dict:
-        groups = param_groups(self.model, weight_decay=self.hparams.weight_decay)
-        return adamw_warmup_cosine(self.trainer, groups, lr=self.hparams.lr, betas=self.hparams.betas,
-                                   warmup_epochs=self.hparams.warmup_epochs, min_lr_ratio=self.hparams.min_lr_ratio)
-
-    def configure_callbacks(self) -> list[Callback]:
-        return checkpoint_callbacks("val/bpd", mode="min", filename="best-epoch{epoch:03d}-bpd{val/bpd:.4f}")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        record_task(self, checkpoint)
-        checkpoint["class_names"] = self.class_names
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.class_names = checkpoint.get("class_names", self.class_names)
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.param_groups(hp.lr), lr=hp.lr, betas=tuple(hp.betas))
+        return {"optimizer": optimizer, "lr_scheduler": warmup_cosine_scheduler(
+            self.trainer, optimizer, warmup_epochs=hp.warmup_epochs, min_lr_ratio=hp.min_lr_ratio)}

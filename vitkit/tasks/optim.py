@@ -50,27 +50,15 @@ def warmup_cosine(warmup_steps: int, total_steps: int, *, min_ratio: float = 0.0
     return factor
 
 
-def adamw_warmup_cosine(
-    trainer: Any,
-    groups: list[dict],
-    *,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    warmup_epochs: float = 0.0,
-    min_lr_ratio: float = 0.0,
-) -> dict:
-    """AdamW over ``groups`` (each at ``lr × lr_scale``) with a per-step warm-up + cosine schedule, as Lightning's
-    ``configure_optimizers`` returns it. The schedule spans the trainer's whole run; with a time budget and no epoch
-    limit the length is unknown, so there is no warm-up and the rate stays at its peak."""
-    for group in groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+def warmup_cosine_scheduler(trainer: Any, optimizer: torch.optim.Optimizer, *, warmup_epochs: float = 0.0,
+                            min_lr_ratio: float = 0.0) -> dict:
+    """A per-step linear warm-up + cosine schedule over the trainer's whole run, as Lightning's ``lr_scheduler``
+    entry. With a time budget and no epoch limit the run's length is unknown, so there is no warm-up and the rate
+    stays at its peak."""
     total = trainer.estimated_stepping_batches
     epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
     if not math.isfinite(total) or epochs is None:
         schedule = warmup_cosine(0, 10**12, min_ratio=min_lr_ratio)
     else:
-        warmup = int(warmup_epochs * total / epochs)
-        schedule = warmup_cosine(warmup, int(total), min_ratio=min_lr_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        schedule = warmup_cosine(int(warmup_epochs * total / epochs), int(total), min_ratio=min_lr_ratio)
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, schedule), "interval": "step"}

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from vitkit.training.atomic import atomic_write_text
+from vitkit.atomic import atomic_write_text
 
 
 class ClassificationPredictionWriter(BasePredictionWriter):

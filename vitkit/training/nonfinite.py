@@ -54,6 +54,6 @@ def checked_loss(task: Any, loss: Tensor, batch_idx: int, *, policy: NonFinitePo
         task.log("train/skipped_batches", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
         return None
     raise NonFiniteLossError(
-        f"non-finite {local} {where}. Training on it would turn the weights into NaN. Lower the learning rate, clip "
-        f"gradients (--trainer.gradient_clip_val), check the data (vitkit check-data), or set "
-        f"--model.init_args.nonfinite_loss skip to skip such batches")
+        f"non-finite {local} {where}; training on it would turn the weights into NaN",
+        "lower the learning rate, clip gradients (--trainer.gradient_clip_val), check the data (vitkit check-data), or "
+        "set --model.init_args.nonfinite_loss skip to skip such batches")

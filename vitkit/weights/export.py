@@ -15,8 +15,10 @@ from typing import Any
 
 from torch import nn
 
+from vitkit.atomic import atomic_write
+from vitkit.errors import CheckpointError, MissingFileError
 from vitkit.models.config_io import config_from_json, config_to_json
-from vitkit.weights.io import CheckpointError
+from vitkit.models.registry import get_preset
 
 PRESET_KEY, CONFIG_KEY = "vitkit.preset", "vitkit.config"
 
@@ -26,12 +28,10 @@ def export_safetensors(model: nn.Module, path: str | Path, *, preset: str,
     """Write ``model``'s state dict and its description to ``path`` (atomically); extra values are stored as JSON."""
     from safetensors.torch import save
 
-    from vitkit.training.atomic import atomic_write
-
     config = getattr(model, "config", None)
     if config is None:
-        raise CheckpointError(f"{type(model).__name__} has no vitkit config to describe it; only vitkit presets can be "
-                              f"exported with their config")
+        raise CheckpointError(f"{type(model).__name__} has no vitkit config to describe it",
+                              "only vitkit presets can be exported with their config")
     metadata = {"format": "pt", PRESET_KEY: preset, CONFIG_KEY: config_to_json(config)}
     metadata.update({f"vitkit.{k}": json.dumps(v) for k, v in (extra or {}).items()})
     # contiguous copies: safetensors refuses views and tensors that share memory
@@ -41,13 +41,11 @@ def export_safetensors(model: nn.Module, path: str | Path, *, preset: str,
 
 def described_model(path: str | Path) -> tuple[str, Any]:
     """``(preset name, config)`` stored in a file written by ``export_safetensors``; ``CheckpointError`` otherwise."""
-    from vitkit.models.registry import get_preset
-
     metadata = read_metadata(path)
     if PRESET_KEY not in metadata or CONFIG_KEY not in metadata:
-        raise CheckpointError(f"{path} does not say which model it holds (no {PRESET_KEY!r} / {CONFIG_KEY!r} metadata; "
-                              f"files written by `vitkit export` do): pass the preset name, "
-                              f"create_model('<preset>', checkpoint=...)")
+        raise CheckpointError(f"{path} does not say which model it holds (no {PRESET_KEY!r} / {CONFIG_KEY!r} "
+                              f"metadata; files written by `vitkit export` do)",
+                              "pass the preset name: create_model('<preset>', checkpoint=...)")
     preset = get_preset(metadata[PRESET_KEY])
     return preset.name, config_from_json(type(preset.config), metadata[CONFIG_KEY])
 
@@ -58,11 +56,12 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     if path.suffix != ".safetensors":
         return {}
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist", "check the path")
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})
     except SafetensorError as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})",
+                              "the file is truncated or not safetensors: export it again") from e

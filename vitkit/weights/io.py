@@ -15,11 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vitkit.errors import VitkitError
-
-
-class CheckpointError(VitkitError, ValueError):
-    """A checkpoint file that cannot be read or does not fit the model."""
+from vitkit.errors import CheckpointError, MissingFileError
 
 
 @dataclass
@@ -33,7 +29,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read ``path`` into a flat ``{name: tensor}`` state dict, never running code stored in the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist", "check the path (relative paths start from the "
+                               "current folder)")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     state_dict, metadata = _unwrap(load_pickle_safely(path), path)
@@ -44,20 +41,22 @@ def load_pickle_safely(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with errors that name the file and say what to do."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist", "check the path (relative paths start from the "
+                               "current folder)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         if "Unsupported operand" in detail or "invalid load key" in detail:
-            raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle: {detail})") from e
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle: {detail})",
+                                  "pass a .pth/.bin/.ckpt/.safetensors file written by PyTorch") from e
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled objects other than tensors, and loading them could "
-            f"run code. Re-save only the state dict (torch.save(model.state_dict(), ...)) or use .safetensors. "
-            f"({detail})"
-        ) from e
+            f"run code ({detail})",
+            "re-save only the state dict (torch.save(model.state_dict(), ...)) or use .safetensors") from e
     except (RuntimeError, EOFError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})",
+                              "the file is truncated or not a checkpoint: write it again or pass another") from e
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
@@ -68,13 +67,15 @@ def _read_safetensors(path: Path) -> Checkpoint:
             metadata = dict(f.metadata() or {})
             state_dict = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
     except SafetensorError as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})",
+                              "the file is truncated or not safetensors: write it again or pass another") from e
     return Checkpoint(path, state_dict, metadata)
 
 
 def _unwrap(obj: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}",
+                              "pass a model checkpoint (a state dict, or a training checkpoint holding one)")
     metadata: dict[str, Any] = {}
     if isinstance(obj.get("state_dict"), dict) and "pytorch-lightning_version" in obj:
         metadata = dict(obj.get("hyper_parameters") or {})
@@ -88,7 +89,8 @@ def _unwrap(obj: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     state_dict = _strip_prefix(state_dict, "module.")
     bad = [k for k, v in state_dict.items() if not isinstance(v, Tensor)]
     if bad:
-        raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}; is this a model checkpoint?")
+        raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}",
+                              "pass a model checkpoint (a state dict, or a training checkpoint holding one)")
     return state_dict, metadata
 
 

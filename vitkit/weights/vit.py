@@ -1,23 +1,21 @@
-"""timm ViT checkpoints → vitkit ``VisionTransformer``.
+"""ViT checkpoints → vitkit ``VisionTransformer``: timm's layout (which is vitkit's).
 
-vitkit's ViT uses timm's parameter names, so the conversion only adapts what depends on the image and input:
-the position table is resampled to the model's grid (bicubic, antialiased, as timm does) and an RGB patch
-embedding is folded to fewer input channels by summing over them.
+vitkit's ViT uses timm's parameter names, so the conversion only adapts what depends on the image and input: the
+position table is resampled to the model's grid (bicubic, antialiased, as timm does) and an RGB patch embedding is
+folded to one input channel by summing over the channels.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import Tensor
 
 from vitkit.layers import resample_pos_embed
+from vitkit.models import VisionTransformer
 
-if TYPE_CHECKING:
-    from vitkit.models.vit import VisionTransformer
+HEAD_PREFIXES = ("head.",)
 
 
-def convert_vit_checkpoint(state_dict: dict[str, Tensor], model: VisionTransformer) -> tuple[dict, list[str]]:
+def convert(state_dict: dict[str, Tensor], model: VisionTransformer) -> tuple[dict[str, Tensor], list[str]]:
     sd, notes = dict(state_dict), []
     own = model.state_dict()
     pos = sd.get("pos_embed")
