@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(f"vitkit.commands.{COMMANDS[argv[0]]}")
-        parser = CommandParser(prog=f"vitkit {argv[0]}", description=module.__doc__)
+        parser = CommandParser(prog=f"vitkit {argv[0]}", description=module.__doc__, allow_abbrev=False)
         module.add_arguments(parser)
+        if getattr(module, "TAKES_DATA_FLAGS", False):  # check-data: --data.* as for fit, parsed by the module
+            args, extra = parser.parse_known_args(argv[1:])
+            return module.run(args, extra)
         return module.run(parser.parse_args(argv[1:]))
     if not argv or argv[0] in ("-h", "--help"):
         _print_usage()

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from vitkit import create_model
 from vitkit.build import create_model_and_report
 from vitkit.layers import FrozenBatchNorm2d, capture_attention
-from vitkit.models import DETR
+from vitkit.models import DETR, build_config, list_models
 from vitkit.weights import CheckpointError
 
 TEST_SHAPE = dict(d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
@@ -174,14 +174,28 @@ def test_frozen_backbone_and_learning_rates():
     assert not any(p.requires_grad for n, p in whole.named_parameters() if n.startswith("backbone."))
 
 
-def test_parameter_count_matches_paper_and_hugging_face():
+def _hf_count(name: str) -> int:
+    """Parameters of Hugging Face's DETR built with preset ``name``'s configuration (timm backbone)."""
     from transformers import DetrConfig, DetrForObjectDetection
 
+    c = build_config(name)
+    config = DetrConfig(num_labels=c.num_classes, num_queries=c.num_queries, d_model=c.dim,
+                        encoder_layers=c.enc_depth, decoder_layers=c.dec_depth, encoder_attention_heads=c.num_heads,
+                        decoder_attention_heads=c.num_heads, encoder_ffn_dim=int(c.dim * c.mlp_ratio),
+                        decoder_ffn_dim=int(c.dim * c.mlp_ratio), backbone=c.backbone, use_pretrained_backbone=False,
+                        dilation=c.output_stride == 16)
+    return sum(p.numel() for p in DetrForObjectDetection(config).parameters())
+
+
+@pytest.mark.parametrize("name", list_models("detr_*"))
+def test_every_preset_builds_on_the_meta_device_with_hugging_faces_parameter_count(name):
     with torch.device("meta"):
-        ours = sum(p.numel() for p in create_model("detr_r50").parameters())
-        hf = sum(p.numel() for p in DetrForObjectDetection(DetrConfig(num_labels=91)).parameters())
-    assert ours == hf
-    assert 41.0e6 < ours < 42.0e6  # paper: 41M
+        ours = sum(p.numel() for p in create_model(name).parameters())
+        assert ours == _hf_count(name), name
+    if name in ("detr_r50", "detr_r50_dc5"):
+        assert 41.0e6 < ours < 42.0e6  # paper: 41M
+    if name == "detr_r101":
+        assert 60.0e6 < ours < 61.0e6  # paper: 60M
 
 
 def test_cross_attention_is_captured_per_query():

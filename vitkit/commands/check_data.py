@@ -1,26 +1,36 @@
 """Check a dataset before training: COCO annotation files against their images, or an image folder.
 
+    vitkit check-data -c configs/detr/finetune.yaml --data.root my_set        # exactly the data that fit would load
     vitkit check-data --root data/coco                       # annotations/instances_{train,val}2017.json
     vitkit check-data --ann my/instances.json --images my/images
     vitkit check-data --dataset imagefolder --root data/pets
 
-Each problem is printed with its fix; errors (which training refuses to start on) make the exit status 1,
-warnings (repaired by vitkit: boxes clipped or dropped, missing area/iscrowd/info filled) and notes do not.
+The first form takes the same ``-c CONFIG`` and ``--data.*`` arguments as ``vitkit fit`` and checks both splits of
+the data that config would load. Each problem is printed with its fix; errors (which training refuses to start on)
+make the exit status 1, warnings (repaired by vitkit: boxes clipped or dropped, missing area/iscrowd/info filled)
+and notes do not.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
+
+TAKES_DATA_FLAGS = True  # the CLI hands on the --data.* arguments it does not know
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--dataset", default="coco", choices=("coco", "digits_detection", "imagefolder"),
-                        help="the dataset's kind (as --data.dataset in training); default coco")
+    parser.add_argument("-c", "--config", type=Path, default=None,
+                        help="a training config (as for vitkit fit): its data section is checked; --data.* flags "
+                             "override it as in fit")
+    parser.add_argument("--dataset", default=None, choices=("coco", "digits_detection", "imagefolder"),
+                        help="short form: the dataset's kind (as --data.dataset in training); default coco")
     parser.add_argument("--root", type=Path, default=None,
-                        help="the dataset root (as --data.root); COCO files default to its annotations/ and "
-                             "{train,val}2017/; digits_detection: default data/digits_detection")
+                        help="short form: the dataset root (as --data.root); COCO files default to its annotations/ "
+                             "and {train,val}2017/; digits_detection: default data/digits_detection")
     parser.add_argument("--ann", type=Path, default=None,
                         help="check this one annotation file (relative to --root if given) instead of the layout's")
     parser.add_argument("--images", type=Path, default=None, help="the images folder of --ann")
@@ -30,14 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print at most N problems of each kind (default 5)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from vitkit.data.errors import DataError
-
-    try:
-        reports = _reports(args)
-    except DataError as e:
-        print(f"error: {e}")
-        return 1
+def run(args: argparse.Namespace, extra: list[str] | None = None) -> int:
+    reports = _reports(args, extra or [])
     for report in reports:
         print(report.format(per_kind=args.per_kind))
     errors = sum(len(r.errors) for r in reports)
@@ -46,44 +50,71 @@ def run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _reports(args: argparse.Namespace) -> list:
+def _reports(args: argparse.Namespace, extra: list[str]) -> list:
     from vitkit.data.coco_check import check_coco, load_json
-
-    if args.dataset == "imagefolder":
-        from vitkit.data.imagefolder import check_image_folder
-
-        if args.root is None:
-            raise _error("--dataset imagefolder needs --root PATH (the folder holding train/)")
-        return [check_image_folder(args.root, decode=args.full)]
-    return [check_coco(load_json(ann), ann, images, verify_images=True, decode=args.full)
-            for ann, images in _coco_files(args)]
-
-
-def _coco_files(args: argparse.Namespace) -> list[tuple[Path, Path]]:
-    """``(annotation file, images folder)`` pairs to check."""
-    from vitkit.data.coco import COCO_LAYOUT, resolve_paths
-    from vitkit.data.datasets import DataOptions
+    from vitkit.data.datasets import get_dataset
+    from vitkit.data.errors import DataError
 
     if args.ann is not None:
         if args.images is None:
-            raise _error("--ann needs --images DIR, the folder its file_name entries are relative to")
+            raise DataError("--ann needs --images DIR", "give the folder its file_name entries are relative to")
         base = args.root or Path.cwd()
-        return [(base / args.ann, base / args.images)]
-    root, layout = args.root, COCO_LAYOUT
-    if args.dataset == "digits_detection":
-        from vitkit.data import digits_detection
-
-        root, layout = digits_detection.ensure_generated(root or digits_detection.DEFAULT_ROOT), digits_detection.LAYOUT
-    if root is None:
-        raise _error("give --root PATH (a COCO-format root) or --ann FILE --images DIR")
-    paths = resolve_paths(DataOptions(root=root), layout, args.dataset)
-    pairs = [(paths.train_ann, paths.train_images)]
-    if paths.val_ann is not None:
-        pairs.append((paths.val_ann, paths.val_images))
-    return pairs
+        return [check_coco(load_json(base / args.ann), base / args.ann, base / args.images, verify_images=True,
+                           decode=args.full)]
+    dataset, options = _fit_options(args, extra) if args.config or extra else _short_options(args)
+    spec = get_dataset(dataset)
+    if spec.check is None:
+        raise DataError(f"dataset {dataset!r} is built into vitkit: there are no files of yours to check",
+                        "check a coco, digits_detection or imagefolder dataset")
+    return spec.check(options, args.full)
 
 
-def _error(message: str) -> Exception:
+def _short_options(args: argparse.Namespace):
+    from vitkit.data.datasets import DataOptions
     from vitkit.data.errors import DataError
 
-    return DataError(message)
+    dataset = args.dataset or "coco"
+    if args.root is None and dataset != "digits_detection":
+        raise DataError(f"check-data --dataset {dataset} needs a dataset",
+                        "give --root PATH, --ann FILE --images DIR, or -c CONFIG [--data.* ...] as for vitkit fit")
+    return dataset, DataOptions(root=args.root)
+
+
+def _fit_options(args: argparse.Namespace, extra: list[str]):
+    """The dataset name and ``DataOptions`` that ``vitkit fit -c CONFIG --data.* ...`` would build."""
+    import dataclasses
+
+    from jsonargparse import ArgumentParser
+
+    from vitkit.data import VisionDataModule
+    from vitkit.data.datasets import DataOptions
+    from vitkit.errors import ConfigError
+
+    section: dict[str, Any] = {}
+    if args.config is not None:
+        section = _data_section(args.config)
+    stray = [a for a in extra if a.startswith("--") and not a.startswith("--data.")]
+    if stray or args.dataset or args.root:
+        raise ConfigError(f"check-data takes -c CONFIG with --data.* flags, got {stray or ['--dataset/--root']}",
+                          "give the data as for vitkit fit (--data.root, --data.train_ann, ...), or use the short "
+                          "form without -c")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(VisionDataModule, "data")
+    data = parser.parse_args(["--data", json.dumps(section), *extra]).data
+    fields = {f.name for f in dataclasses.fields(DataOptions)}
+    options = {k: v for k, v in vars(data).items() if k in fields}
+    options["root"] = Path(data.root).expanduser() if data.root else None
+    return data.dataset, DataOptions(**options)
+
+
+def _data_section(config: Path) -> dict[str, Any]:
+    import yaml
+
+    from vitkit.errors import ConfigError, MissingFileError
+
+    if not config.is_file():
+        raise MissingFileError(f"config {config} does not exist", "check the path (configs/<family>/<dataset>.yaml)")
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config}: its data section is not a mapping", "see configs/detr/coco.yaml for the layout")
+    return data.get("init_args", data) if "class_path" in data else data

@@ -234,4 +234,13 @@ def _describe_categories(index: CocoIndex) -> str:
     return "{" + ", ".join(pairs[:8]) + (", ..." if len(pairs) > 8 else "") + "}"
 
 
-register_dataset("coco", describe=describe_coco, build=build_coco, sample_keys=SAMPLE_KEYS)
+def check_coco_files(options: DataOptions, decode: bool = False, layout: dict[str, str] = COCO_LAYOUT,
+                     dataset: str = "coco") -> list:
+    """``vitkit check-data``: each annotation file the options point at, against its images (headers read and
+    sizes compared; every pixel with ``decode``)."""
+    paths = resolve_paths(options, layout, dataset)
+    pairs = [(paths.train_ann, paths.train_images)] + ([(paths.val_ann, paths.val_images)] if paths.val_ann else [])
+    return [check_coco(load_json(ann), ann, images, verify_images=True, decode=decode) for ann, images in pairs]
+
+
+register_dataset("coco", describe=describe_coco, build=build_coco, sample_keys=SAMPLE_KEYS, check=check_coco_files)

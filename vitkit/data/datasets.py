@@ -7,7 +7,9 @@ A dataset is registered with two functions:
   constructor, so ``num_classes`` & co. exist before ``setup`` and bad paths fail before a model is built.
 - ``build(options, info) -> DatasetSplits`` — loads or indexes the data at ``setup`` time and returns the
   train / val / test splits.
-- optionally ``prepare(options)`` — downloads, run once (rank 0) from ``prepare_data``.
+- optionally ``prepare(options)`` — downloads, run once (rank 0) from ``prepare_data``;
+- optionally ``check(options, decode) -> list[CheckReport]`` — every problem of the files the options point at,
+  without stopping at the first (``vitkit check-data``; ``decode`` reads every pixel, not only headers).
 
 A split is any map-style dataset whose items are *raw samples*: dicts holding ``"image"`` as a ``uint8`` numpy
 array ``(H, W, C)`` plus the targets the dataset has (``"label": int`` for the classification sets; the detection sets
@@ -83,6 +85,7 @@ class DatasetSpec:
     build: Callable[[DataOptions, DatasetInfo], DatasetSplits]
     prepare: Callable[[DataOptions], None] | None = None
     sample_keys: frozenset[str] = frozenset({"image", "label"})
+    check: Callable[[DataOptions, bool], list] | None = None
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
@@ -95,10 +98,11 @@ def register_dataset(
     build: Callable[[DataOptions, DatasetInfo], DatasetSplits],
     prepare: Callable[[DataOptions], None] | None = None,
     sample_keys: frozenset[str] = frozenset({"image", "label"}),
+    check: Callable[[DataOptions, bool], list] | None = None,
 ) -> None:
     if name in _DATASETS:
         raise ValueError(f"dataset {name!r} is already registered")
-    _DATASETS[name] = DatasetSpec(describe, build, prepare, sample_keys)
+    _DATASETS[name] = DatasetSpec(describe, build, prepare, sample_keys, check)
 
 
 def list_datasets() -> list[str]:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitkit.data.coco import SAMPLE_KEYS, build_coco, describe_coco
+from vitkit.data.coco import SAMPLE_KEYS, build_coco, check_coco_files, describe_coco
 from vitkit.data.datasets import (
     DIGITS_TEST_FRACTION,
     DIGITS_TEST_SEED,
@@ -167,4 +167,8 @@ def _build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
     return build_coco(_options(options), info, LAYOUT, dataset="digits_detection")
 
 
-register_dataset("digits_detection", describe=_describe, build=_build, sample_keys=SAMPLE_KEYS)
+def _check(options: DataOptions, decode: bool = False) -> list:
+    return check_coco_files(_options(options), decode, LAYOUT, dataset="digits_detection")
+
+
+register_dataset("digits_detection", describe=_describe, build=_build, sample_keys=SAMPLE_KEYS, check=_check)

@@ -281,4 +281,10 @@ def _build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
     return DatasetSplits(train, val, test)
 
 
-register_dataset("imagefolder", describe=_describe, build=_build)
+def _check(options: DataOptions, decode: bool = False) -> list[CheckReport]:
+    if options.root is None:
+        raise DataError("dataset 'imagefolder' needs --data.root PATH", f"a folder laid out as {LAYOUT}")
+    return [check_image_folder(options.root, decode=decode)]
+
+
+register_dataset("imagefolder", describe=_describe, build=_build, check=_check)
