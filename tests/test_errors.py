@@ -93,7 +93,8 @@ def test_lightning_subcommand_mistakes_are_one_line(args, expected, tmp_path, ca
 def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capfd):
     bad = tmp_path / "bad.ckpt"
     bad.write_text("not a checkpoint")
-    for command in (["test", "-c", VIT, "--ckpt_path", str(bad)], ["export", "--ckpt", str(bad), "--out", "x.safetensors"],
+    for command in (["test", "-c", VIT, "--ckpt_path", str(bad)],
+                    ["export", "--ckpt", str(bad), "--out", "x.safetensors"],
                     ["attention", "--ckpt", str(bad)], ["sample", "--ckpt", str(bad)],
                     ["detect", "--ckpt", str(bad), str(bad), "--out", str(tmp_path / "o")]):
         extra = [f"--trainer.default_root_dir={tmp_path}"] if command[0] == "test" else []

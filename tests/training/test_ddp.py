@@ -42,8 +42,8 @@ TASKS = {
                    "--data.val_ann", "annotations/instances_val.json", "--data.train_images", "train",
                    "--data.val_images", "val", "--data.global_batch_size", "8", "--model.init_args.model", "detr_test",
                    "--model.init_args.model_kwargs", '{"num_queries": 6, "drop_rate": 0.0, "attn_drop_rate": 0.0}'],
-                  # val/loss is left out: its class term is a weighted mean per process (as the official DETR's), and the
-                  # oracle's confident logits make the per-process means differ by a few percent; the box losses
+                  # val/loss is left out: its class term is a weighted mean per process (as the official DETR's), and
+                  # the oracle's confident logits make the per-process means differ by a few percent; the box losses
                   # are normalised by the box count of all processes and must agree
                   {"val/loss_bbox": 2e-3, "val/loss_giou": 2e-3, "val/AP": 1e-6, "val/AP50": 1e-6}),
 }

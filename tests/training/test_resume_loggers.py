@@ -1,5 +1,5 @@
-"""``--ckpt_path last`` resumes the run's newest checkpoint whatever the logger, and starts fresh, saying so in one line,
-only when the run has none yet — so one command serves a first SLURM submission and every requeue.
+"""``--ckpt_path last`` resumes the run's newest checkpoint whatever the logger, and starts fresh, saying so in one
+line, only when the run has none yet — so one command serves a first SLURM submission and every requeue.
 
 Each logger is given explicitly, as a user would (``--trainer.logger <class> --trainer.logger.save_dir D``): the
 default pair, CSVLogger, TensorBoardLogger, WandbLogger offline and MLFlowLogger on a file store. Run 1 trains epoch
