@@ -4,8 +4,6 @@ sub-command, under fit/validate/test/predict and fast_dev_run alike — reaches 
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,19 +13,6 @@ from vitkit.cli import main
 ROOT = Path(__file__).parents[1]
 VIT, CVT, ITF, DETR = (str(ROOT / f"configs/{c}/digits.yaml") for c in ("vit", "cvt", "image_transformer", "detr"))
 MISSING = "/no/such/file.ckpt"
-
-
-@pytest.fixture(autouse=True)
-def _log_handlers_to_the_captured_stderr(capfd):
-    """Log handlers made in an earlier test (Lightning's, when it was imported) keep that test's stderr, closed
-    since: point them at this test's, so that what a user would see is what is checked."""
-    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                       if isinstance(lg, logging.Logger)]
-    for logger in loggers:
-        for handler in logger.handlers:
-            stale = logger.name.startswith("lightning") or getattr(getattr(handler, "stream", None), "closed", False)
-            if type(handler) is logging.StreamHandler and stale:
-                handler.stream = sys.stderr  # (setStream would flush the closed one)
 
 
 def assert_one_line_error(code: int, err: str, *expected: str) -> str:

@@ -113,8 +113,9 @@ def test_check_data_command(tmp_path, capsys):
                       CATEGORIES)
     assert main(["check-data", "--root", str(tmp_path / "good")]) == 0  # the COCO layout under --root
     assert f"{good}: 1 images, 1 annotations, 2 categories" in capsys.readouterr().out
-    assert main(["check-data", "--root", str(tmp_path / "nothing")]) == 1
-    assert "instances_train2017.json not found" in capsys.readouterr().out
+    # a root with no data is a user mistake like any other: one line, exit status 2
+    assert main(["check-data", "--root", str(tmp_path / "nothing")]) == 2
+    assert "instances_train2017.json not found" in capsys.readouterr().err
 
 
 def test_check_data_on_an_image_folder(tmp_path, capsys):
