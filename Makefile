@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision pinned to the releases this project is tested with; constraints.txt pins the rest.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint check-claims clean
 
 $(BIN)/vitkit: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(BIN)/vitkit
 test: $(BIN)/vitkit
 	$(BIN)/ruff check vitkit tests scripts
 	$(BIN)/python -m pytest -q
+
+# re-measure the quick numbers the README and config headers document; prints documented vs measured
+check-claims: $(BIN)/vitkit
+	$(BIN)/python scripts/check_claims.py
 
 lint: $(BIN)/vitkit
 	$(BIN)/ruff check vitkit tests scripts

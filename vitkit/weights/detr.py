@@ -21,7 +21,7 @@ from torch import Tensor
 
 from vitkit.errors import CheckpointError
 from vitkit.models import DETR
-from vitkit.weights.loading import key_differences, shape_difference
+from vitkit.weights.loading import COUNTER, key_differences, shape_difference, without_counters
 from vitkit.weights.renaming import rename_keys, stack_qkv
 
 HEAD_PREFIXES = ("class_head.",)  # the box MLP is class-agnostic: a new class count re-initialises the class head
@@ -102,7 +102,7 @@ def convert(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tenso
         notes = ["converted from the Hugging Face DetrForObjectDetection layout"]
     else:
         sd, unmatched, notes = dict(state_dict), [], []
-    unmatched = [k for k in unmatched if not k.endswith("num_batches_tracked")]
+    unmatched = [k for k in unmatched if not k.endswith(COUNTER)]
     if unmatched:
         notes.append(f"{len(unmatched)} keys of the checkpoint have no vitkit counterpart: {unmatched[:5]}")
     check_backbone(sd, model)
@@ -111,10 +111,7 @@ def convert(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tenso
 
 def check_backbone(state_dict: dict[str, Tensor], model: DETR) -> None:
     """Raise ``CheckpointError`` naming the keys when the checkpoint's backbone is not the model's."""
-    own = {k: v for k, v in model.state_dict().items()
-           if k.startswith("backbone.") and not k.endswith("num_batches_tracked")}
-    theirs = {k: v for k, v in state_dict.items()
-              if k.startswith("backbone.") and not k.endswith("num_batches_tracked")}
+    own, theirs = without_counters(model.state_dict(), "backbone."), without_counters(state_dict, "backbone.")
     missing, extra, wrong = key_differences(own, theirs)
     shapes = [shape_difference(k, theirs, own) for k in wrong]
     if not (missing or extra or shapes):

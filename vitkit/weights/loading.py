@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 COUNTER = "num_batches_tracked"
 
 
+def without_counters(state_dict: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
+    """The entries of ``state_dict`` under ``prefix``, BatchNorm's step counters left out."""
+    return {k: v for k, v in state_dict.items() if k.startswith(prefix) and not k.endswith(COUNTER)}
+
+
 @dataclass
 class LoadReport:
     source: str
@@ -44,8 +49,7 @@ def load_state_dict(model: nn.Module, state_dict: dict[str, Tensor], *, source: 
     Those keys are left at their initialisation (a new head for a new number of classes). Any other missing,
     unexpected or differently-shaped key raises ``CheckpointError`` naming the keys and shapes.
     """
-    own = {k: v for k, v in model.state_dict().items() if not k.endswith(COUNTER)}
-    theirs = {k: v for k, v in state_dict.items() if not k.endswith(COUNTER)}
+    own, theirs = without_counters(model.state_dict()), without_counters(state_dict)
     missing, unexpected, wrong = key_differences(own, theirs)
     report = LoadReport(source)
     report.skipped = [k for k in unexpected if k.startswith(head_prefixes)]
