@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -66,9 +68,21 @@ class Context:
     peak: float | None  # dense bf16 TFLOP/s
     peak_note: str
     dry_run: bool
+    failed: list[str] = field(default_factory=list)  # the lines that failed, for the exit status
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def guarded(self, check: str, model: str, measure: Callable[[], list[Line]]) -> list[Line]:
+        """``measure()``'s lines, or one FAILED line with the error: one broken measurement must not cost the
+        others their (scarce) GPU time."""
+        try:
+            return measure()
+        except Exception as e:
+            traceback.print_exc()
+            self.failed.append(check)
+            _free(self.device)
+            return [Line(check, model, "FAILED", None, notes=" ".join(f"{type(e).__name__}: {e}".split())[:300])]
 
 
 def _free(device: torch.device) -> None:
@@ -164,26 +178,34 @@ def _train_classifier(ctx: Context, preset: str, batch: int, size: int, *, compi
     return t, dynamo  # the model and optimiser go with this frame: the caller frees the cache
 
 
+def _vit_lines(ctx: Context, check: str, preset: str, batch: int, size: int, compiled: bool, flops: float,
+               eager_img_s: float | None) -> list[Line]:
+    t, dynamo = _train_classifier(ctx, preset, batch, size, compiled=compiled)
+    _free(ctx.device)
+    img_s = t.per_second(batch)
+    notes = f"batch {batch}, {size}², {t.steps} steps, warm-up {t.warmup_s:.1f} s, peak {_gib(t)}"
+    if compiled:
+        breaks = dynamo["graph_breaks"]
+        notes += (f"; backend {ctx.sizes.compile_backend}, {dynamo['graphs']} graph(s), {breaks} graph break(s)"
+                  + (f" {dynamo['break_reasons']}" if breaks else ""))
+    mfu = 100 * img_s * flops / 1e12 / ctx.peak if ctx.peak else None
+    return [Line(check, preset, "train img/s (ref: eager)", img_s, eager_img_s, notes,
+                 extra={"timing": t.__dict__, **dynamo}),
+            Line(check, preset, "MFU % (ref: goal)", mfu, MFU_GOAL,
+                 f"{flops / 1e9:.3g} GFLOP per training image; {ctx.peak_note}")]
+
+
 def vit_rows(ctx: Context) -> list[Line]:
     lines = []
-    for check, preset, batch, size in ctx.sizes.vit:
+    for name, preset, batch, size in ctx.sizes.vit:
         flops = train_flops_per_image(create_model(preset, img_size=size), (3, size, size))
-        eager_img_s = None
+        eager = None
         for compiled in (False, True):
-            t, dynamo = _train_classifier(ctx, preset, batch, size, compiled=compiled)
-            _free(ctx.device)
-            img_s = t.per_second(batch)
-            mode = f"compile ({ctx.sizes.compile_backend})" if compiled else "eager"
-            notes = f"batch {batch}, {size}², {t.steps} steps, warm-up {t.warmup_s:.1f} s, peak {_gib(t)}"
-            if compiled:
-                notes += f"; {dynamo['graphs']} graph(s), {dynamo['graph_breaks']} graph break(s)"
-                notes += f" {dynamo['break_reasons']}" if dynamo["graph_breaks"] else ""
-            lines.append(Line(f"{check} bf16 {mode.split()[0]}", preset, "train img/s (ref: eager)", img_s,
-                              eager_img_s, notes, extra={"timing": t.__dict__, **dynamo}))
-            mfu = 100 * img_s * flops / 1e12 / ctx.peak if ctx.peak else None
-            lines.append(Line(f"{check} bf16 {mode.split()[0]}", preset, "MFU % (ref: goal)", mfu, MFU_GOAL,
-                              f"{flops / 1e9:.3g} GFLOP per training image; {ctx.peak_note}"))
-            eager_img_s = eager_img_s or img_s
+            check = f"{name} bf16 {'compile' if compiled else 'eager'}"
+            new = ctx.guarded(check, preset, partial(_vit_lines, ctx, check, preset, batch, size, compiled, flops,
+                                                     eager))
+            lines += new
+            eager = new[0].vitkit if not compiled and isinstance(new[0].vitkit, float) else eager
     return lines
 
 
@@ -218,8 +240,9 @@ def _max_diff(pair: HFPair, batch: dict) -> float:
         return (pair.output[0](batch).float() - pair.output[1](batch).float()).abs().max().item()
 
 
-def _pair_lines(ctx: Context, check: str, pair: HFPair, preset: str, n: int, size: int) -> list[Line]:
-    batch = pair.to(ctx.device).batch(n, size, ctx.device)
+def _pair_lines(ctx: Context, check: str, family: str, preset: str, n: int, size: int) -> list[Line]:
+    pair = PAIRS[family](preset).to(ctx.device)
+    batch = pair.batch(n, size, ctx.device)
     diff = _max_diff(pair, batch)
     model = f"{preset} / {type(pair.theirs).__name__}"
     lines = []
@@ -247,7 +270,7 @@ def pair_rows(ctx: Context) -> list[Line]:
                               f"or no PAIRS[{family!r}] in vitkit.bench.hf_pairs"))
             continue
         torch.manual_seed(0)
-        lines += _pair_lines(ctx, check, PAIRS[family](preset), preset, n, size)
+        lines += ctx.guarded(check, preset, partial(_pair_lines, ctx, check, family, preset, n, size))
         _free(ctx.device)
     return lines
 

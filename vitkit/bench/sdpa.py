@@ -50,7 +50,7 @@ def refusal(fn: Callable[[], object], backends: Iterable[str]) -> str | None:
         try:
             fn()
             return None
-        except RuntimeError as e:
+        except Exception as e:  # RuntimeError "No available kernel", or what a restricted kernel raises
             messages = [str(w.message) for w in caught]
             reasons = [_INTERNAL.sub("", m).strip() for m in messages if _KERNEL_WARNING.search(m)]
             return " ".join(" ".join(reasons or [str(e)]).split())[:200]
