@@ -85,7 +85,7 @@ def _cell(value: float | str | None) -> str:
 def table(lines: list[Line], seconds: dict[str, float]) -> str:
     header = ("check", "model", "measure", "vitkit", "reference", "ratio", "notes")
     rows = [header] + [(ln.check, ln.model, ln.measure, _cell(ln.vitkit), _cell(ln.reference),
-                        "-" if ln.ratio is None else f"{ln.ratio:.2f}×", ln.notes) for ln in lines]
+                        "-" if ln.ratio is None else f"{ln.ratio:.2f}×", " ".join(ln.notes.split())) for ln in lines]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     out = []
     for i, r in enumerate(rows):

@@ -141,9 +141,10 @@ def sdpa_rows(ctx: Context) -> list[Line]:
 
         ran, refused = kernels_run(fn), refusals(fn)
         marks = " ".join(f"{b} {'✓' if refused[b] is None else '✗'}" for b in BACKENDS)
-        fused = "fused ✓" if refused["fused"] is None else f"fused ✗ (FINDING: math only): {refused['fused']}"
-        lines.append(Line("SDPA backend", preset, label, ", ".join(f"{k}×{n}" for k, n in sorted(ran.items())),
-                          notes=f"alone: {marks}; {fused}", extra={"kernels": dict(ran), "refusals": refused}))
+        fused = "fused ✓" if refused["fused"] is None else f"fused ✗ (FINDING: runs on math): {refused['fused']}"
+        kernels = ", ".join(f"{k}×{n}" for k, n in sorted(ran.items())) or "none (no SDPA call)"
+        lines.append(Line("SDPA backend", preset, label, kernels, notes=f"alone: {marks}; {fused}",
+                          extra={"kernels": dict(ran), "refusals": refused}))
     _free(ctx.device)
     return lines
 
@@ -173,8 +174,9 @@ def _train_classifier(ctx: Context, preset: str, batch: int, size: int, *, compi
         opt.zero_grad(set_to_none=True)
 
     t = timed(step, dev, warmup=ctx.sizes.warmup + 2 * compiled, steps=ctx.sizes.steps, budget_s=ctx.sizes.budget_s)
-    dynamo = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(counters["graph_break"].values()),
-              "break_reasons": sorted(counters["graph_break"])[:5]} if compiled else {}
+    breaks = counters["graph_break"]
+    dynamo = {"graphs": counters["stats"]["unique_graphs"], "graph_breaks": sum(breaks.values()),
+              "break_reasons": [r.splitlines()[0][:100] for r in sorted(breaks)[:3]]} if compiled else {}
     return t, dynamo  # the model and optimiser go with this frame: the caller frees the cache
 
 
