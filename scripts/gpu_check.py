@@ -48,8 +48,8 @@ import argparse
 import json
 import sys
 import time
-import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -129,17 +129,13 @@ def main() -> int:
     device, peak, peak_note = found
     ctx = Context(device, DRY if args.dry_run else GPU, peak, peak_note, args.dry_run)
     print(f"gpu_check: {peak_note}; torch {torch.__version__}", flush=True)
-    start, lines, seconds, failed = time.perf_counter(), [], {}, False
+    start, lines, seconds = time.perf_counter(), [], {}
     for name in args.rows:
         row_start = time.perf_counter()
         if row_start - start > args.budget_s:
             lines.append(Line(name, "-", "skipped", None, notes=f"over the {args.budget_s:g} s budget"))
             continue
-        try:
-            new = ROWS[name](ctx)
-        except Exception as e:  # one broken row must not cost the others their (scarce) GPU time
-            traceback.print_exc()
-            new, failed = [Line(name, "-", "FAILED", None, notes=f"{type(e).__name__}: {e}"[:300])], True
+        new = ctx.guarded(name, "-", partial(ROWS[name], ctx))
         lines += new
         seconds[name] = time.perf_counter() - row_start
         print(table(new, {name: seconds[name]}), file=sys.stderr, flush=True)
@@ -147,13 +143,14 @@ def main() -> int:
             args.out.write_text(json.dumps(_json(ctx, lines, seconds), indent=2))
     print(table(lines, seconds))
     print(f"total {time.perf_counter() - start:.1f} s")
-    return 1 if failed or ctx.failed else 0
+    return 1 if ctx.failed else 0
 
 
 def _json(ctx: Context, lines: list[Line], seconds: dict[str, float]) -> dict:
     return {"device": ctx.peak_note, "dry_run": ctx.dry_run, "torch": torch.__version__, "seconds": seconds,
             "lines": [{"check": ln.check, "model": ln.model, "measure": ln.measure, "vitkit": ln.vitkit,
-                       "reference": ln.reference, "ratio": ln.ratio, "notes": ln.notes, **ln.extra} for ln in lines]}
+                       "reference": ln.reference, "ratio": ln.ratio, "notes": ln.notes, "details": ln.extra}
+                      for ln in lines]}
 
 
 if __name__ == "__main__":
