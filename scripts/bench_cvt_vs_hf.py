@@ -50,10 +50,11 @@ import torch
 import torch.nn.functional as F
 
 
-def hf_config(**kw):
-    from transformers import CvtConfig
+def hf_config():
+    from vitkit.bench.hf_pairs import cvt_hf_config
+    from vitkit.models import build_config
 
-    return CvtConfig(drop_path_rate=[0.0, 0.0, 0.0], num_labels=1000, **kw)  # defaults = CvT-13
+    return cvt_hf_config(build_config("cvt_13", drop_path_rate=0.0))
 
 
 def build(side: str, weights: Path) -> torch.nn.Module:

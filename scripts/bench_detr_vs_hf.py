@@ -31,52 +31,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-
-def build_pair(preset: str, attn_drop: float):
-    from safetensors.torch import save_file
-    from transformers import DetrConfig, DetrForObjectDetection
-
-    from vitkit import create_model
-    from vitkit.models import build_config
-
-    cfg = build_config(preset, attn_drop_rate=attn_drop)
-    hf_cfg = DetrConfig(
-        backbone=cfg.backbone, d_model=cfg.dim, encoder_layers=cfg.enc_depth, decoder_layers=cfg.dec_depth,
-        encoder_attention_heads=cfg.num_heads, decoder_attention_heads=cfg.num_heads,
-        encoder_ffn_dim=int(cfg.dim * cfg.mlp_ratio), decoder_ffn_dim=int(cfg.dim * cfg.mlp_ratio),
-        num_queries=cfg.num_queries, num_labels=cfg.num_classes, dropout=cfg.drop_rate,
-        activation_dropout=cfg.drop_rate, attention_dropout=cfg.attn_drop_rate, auxiliary_loss=cfg.aux_loss,
-    )
-    hf = DetrForObjectDetection(hf_cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "hf.safetensors"
-        save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, str(path))
-        ours = create_model(preset, checkpoint=path, attn_drop_rate=attn_drop)
-    frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}
-    for name, p in hf.named_parameters():  # the same frozen set as vitkit / the official code
-        if name.replace("model.backbone.model.", "backbone.") in frozen:
-            p.requires_grad_(False)
-    return ours, hf, cfg
-
-
-def make_batch(batch: int, size: int, num_classes: int, boxes_per_image: int):
-    g = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, size, size, generator=g)
-    mask = torch.ones(batch, size, size, dtype=torch.bool)
-    mask[1:, :, size * 3 // 4:] = False  # the other images are narrower: padded on the right, as in real batches
-    targets = []
-    for _ in range(batch):
-        centre = torch.rand(boxes_per_image, 2, generator=g) * 0.5 + 0.25
-        wh = torch.rand(boxes_per_image, 2, generator=g) * 0.3 + 0.05
-        labels = torch.randint(0, num_classes, (boxes_per_image,), generator=g)
-        targets.append({"boxes": torch.cat([centre, wh], 1), "labels": labels})
-    return images, mask, targets
+from vitkit.bench.hf_pairs import detection_batch, detr_models
 
 
 def check_equal(ours, hf, images, mask) -> float:
@@ -154,8 +113,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    ours, hf, cfg = build_pair(args.preset, args.attn_drop)
-    images, mask, targets = make_batch(args.batch, args.size, cfg.num_classes, 5)
+    ours, hf, cfg = detr_models(args.preset, args.attn_drop)
+    batch = detection_batch(args.batch, args.size, cfg.num_classes, 5)
+    images, mask, targets = batch["images"], batch["mask"], batch["targets"]
     diff = check_equal(ours, hf, images, mask)
     print(f"{args.preset} ({cfg.backbone}), batch {args.batch}, {args.size}x{args.size}, "
           f"{torch.get_num_threads()} threads; max |vitkit - HF| on logits/boxes: {diff:.2e}")
