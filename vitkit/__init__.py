@@ -13,12 +13,14 @@ from vitkit.models import (
     ViTConfig,
     list_models,
 )
+from vitkit.weights.folder import from_pretrained, push_to_hub, save_pretrained
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DETR", "CvT", "CvTConfig", "CvTStageConfig", "DETRConfig", "ImageTransformer", "ImageTransformerConfig",
-    "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models",
+    "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "from_pretrained", "list_models",
+    "push_to_hub", "save_pretrained",
 ]
 
 
