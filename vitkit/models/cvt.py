@@ -234,6 +234,10 @@ class CvT(nn.Module):
 
         return ordinal
 
+    def get_classifier(self) -> nn.Module:
+        """The head (``nn.Identity`` without one), as timm's models expose it."""
+        return self.head
+
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised head for ``num_classes`` classes (0: none); the config follows."""
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
