@@ -63,3 +63,34 @@ def test_pretrained_goes_through_vitkits_table(tmp_path, monkeypatch):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert (model(x) - ref(x)).abs().max().item() <= 1e-4
+
+
+def test_vit_forward_intermediates_equal_timms():
+    ours = create_model("vit_tiny_patch16_224", depth=3).eval()
+    ref = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=3).eval()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        for kwargs in ({"indices": 2, "norm": True}, {"indices": [0, -1], "output_fmt": "NLC"}):
+            final, maps = ours.forward_intermediates(x, **kwargs)
+            ref_final, ref_maps = ref.forward_intermediates(x, **kwargs)
+            assert (final - ref_final).abs().max() <= 1e-4 and len(maps) == len(ref_maps) == 2
+            assert all(a.shape == b.shape and (a - b).abs().max() <= 1e-4 for a, b in zip(maps, ref_maps, strict=True))
+        early = ours.forward_intermediates(x, indices=[0], intermediates_only=True, stop_early=True)
+        assert torch.allclose(early[0], ref.forward_intermediates(x, indices=[0], intermediates_only=True)[0],
+                              atol=1e-4)
+
+
+def test_cvt_forward_intermediates_are_the_stage_maps():
+    model = create_model("cvt_test").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x, norm=True)
+        features = model.forward_features(x)  # (B, 1 + h·w, C)
+        assert torch.equal(final, features)
+        assert [m.shape for m in maps] == [(2, 16, 8, 8), (2, 32, 4, 4)]  # strides 4 and 8
+        assert torch.allclose(maps[1].flatten(2).transpose(1, 2), features[:, 1:])  # class token dropped
+        assert torch.equal(model.forward_intermediates(x, indices=[0], intermediates_only=True, stop_early=True)[0],
+                           maps[0])
+    with pytest.raises(ValueError, match="out of range"):
+        model.forward_intermediates(x, indices=[2])

@@ -45,7 +45,7 @@ def test_hf_folder_round_trip_is_bit_identical(task, trained_checkpoints, tmp_pa
         assert "val/acc1" in info["training"]["metrics"] and "| val/acc1 |" in card
 
 
-def test_folder_from_a_hub_cache_and_a_new_head(trained_checkpoints, tmp_path, hub_cache):
+def test_folder_from_a_hub_cache_and_a_new_head(tmp_path, hub_cache):
     folder = vitkit.save_pretrained(vitkit.create_model("vit_test"), tmp_path / "f", preset="vit_test",
                                     class_names=[str(i) for i in range(10)])
     files = {p.name: (lambda dst, src=p: dst.write_bytes(src.read_bytes())) for p in folder.iterdir()}
