@@ -10,11 +10,13 @@ as ``__main__`` with ``runpy``, passing the arguments through: the file itself i
 JSON is parsed; the models alternate round by round so that drifting machine load hits both, and the table gives
 each model's median img/s and the ratio to the first model.
 
-Measured (timm ``benchmark.py`` at commit aa4b5850, timm 1.0.31, torch 2.14.1, CPU, batch 4, 2 warm-up + 5 timed
-steps, 2 rounds; the 2 cores were shared with several other jobs, load average 10–12, so absolute figures are
-~20× below an idle machine's and only the ratio means anything):
-    inference: vit_small_patch16_224 1.35 / 0.95 img/s, vitkit_cvt_13 0.88 / 0.49 img/s (ratio ~0.6)
-(see the report of the timm-interop change for the training-step figures).
+Measured (timm ``benchmark.py`` at commit aa4b5850, timm 1.0.31, torch 2.14.1, CPU, float32, batch 4, 2 warm-up + 5
+timed steps). The 2 cores were shared with several other jobs (load average 10–13), so the absolute figures are
+far below an idle machine's and only the side-by-side ratio means much. Both models cost ~4.5 GFLOPs an image.
+    --bench both --rounds 2 (medians of 2):
+        inference  vitkit_cvt_13 0.35 img/s   vit_small_patch16_224 0.55 img/s   (CvT-13 at 0.64× of ViT-S)
+        training   vitkit_cvt_13 0.12 img/s   vit_small_patch16_224 0.17 img/s   (CvT-13 at 0.70× of ViT-S)
+    --bench inference, single runs (load ~11): vitkit_cvt_13 0.88 / 0.49 img/s, vit_small 1.35 / 0.95 img/s.
 """
 
 from __future__ import annotations

@@ -131,3 +131,14 @@ def test_cli_checkpoint_takes_a_hub_id(hub_cache, tmp_path):
                              "--model.init_args.checkpoint", "hf-hub:someone/vit-digits"])
     assert cli.model.load_report.source == "hf-hub:someone/vit-digits"
     assert len(cli.model.load_report.loaded) == len(weights.state_dict())
+
+
+def test_the_tables_timm_repos_are_timms_own():
+    """Every timm/ repo of the table is one timm itself knows (a typo would only show online otherwise)."""
+    from timm.models import get_pretrained_cfg
+
+    from vitkit.weights.hub import known_repos
+
+    timm_repos = [r for r in known_repos() if r.startswith("timm/")]
+    assert len(timm_repos) >= 10
+    assert all(get_pretrained_cfg(r.removeprefix("timm/")).hf_hub_id == r for r in timm_repos)
