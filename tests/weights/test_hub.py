@@ -142,3 +142,13 @@ def test_the_tables_timm_repos_are_timms_own():
     timm_repos = [r for r in known_repos() if r.startswith("timm/")]
     assert len(timm_repos) >= 10
     assert all(get_pretrained_cfg(r.removeprefix("timm/")).hf_hub_id == r for r in timm_repos)
+
+
+def test_cli_hub_id_not_cached_is_one_line(hub_cache, tmp_path, capsys):
+    from vitkit.cli import main
+
+    code = main(["fit", "-c", "configs/vit/digits.yaml", "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu",
+                 f"--trainer.default_root_dir={tmp_path}", "--model.init_args.checkpoint", "hf-hub:someone/vit-digits"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("vitkit: error: hf-hub:someone/vit-digits is not in the Hugging Face cache")
+    assert "Traceback" not in "\n".join(err)
