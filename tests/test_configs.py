@@ -2,10 +2,13 @@
 
 Configs whose data is not on this machine (CIFAR files, ImageNet, COCO) run on the `fake` dataset, or for detection
 on the embedded `digits_detection` set at 64 pixels without their initial checkpoint; configs that ask for GPUs and
-several devices run on one CPU process. Everything else is the config as written.
+several devices run on one CPU process. Fine-tuning configs that start from Hub weights (`checkpoint: hf-hub:...`)
+start instead from a checkpoint the test builds locally, of the same family at reduced size (the Hub is never
+reached), and must re-initialise the head only. Everything else is the config as written.
 """
 
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +22,30 @@ EMBEDDED = {"digits", "digits_detection"}  # datasets that exist on every machin
 SMALLER = ["--model.init_args.model_kwargs", '{"depth": 1, "dim": 64, "num_heads": 2}']
 REDUCED = {"image_transformer/cifar10.yaml": SMALLER, "image_transformer/imagenet32.yaml": SMALLER,
            "vit/imagenet_fsdp.yaml": SMALLER}
+# Configs starting from Hub weights: the reduced shape of the stand-in checkpoint, and the class count of its head
+# (the Hub weights' own, so that the run re-initialises the head as the real one does).
+HUB_STANDINS = {
+    "vit/finetune_cifar10.yaml": ({"depth": 1, "dim": 64, "num_heads": 2}, 21843),
+    "cvt/finetune.yaml": ({"stages": [{"dim": 16, "depth": 1, "num_heads": 1, "patch_size": 7, "patch_stride": 4,
+                                       "patch_padding": 2}, {"dim": 32, "depth": 1, "num_heads": 2}]}, 1000),
+}
+
+
+def _hub_standin(config: Path, tmp_path: Path) -> list[str]:
+    """Arguments that replace a config's Hub checkpoint by a locally built one of the same preset at reduced size."""
+    from safetensors.torch import save_file
+
+    from vitkit import create_model
+    from vitkit.weights.hub import known_repos, parse
+
+    text = config.read_text()
+    hub_id = re.search(r"checkpoint: (hf-hub:\S+)", text).group(1)
+    assert parse(hub_id)[0] in known_repos(), f"{hub_id} is not in vitkit.weights.hub's table"
+    kwargs, num_classes = HUB_STANDINS[config.relative_to(config.parents[1]).as_posix()]
+    preset = re.search(r"^\s+model: (\w+)", text, re.MULTILINE).group(1)
+    path = tmp_path / "pretrained.safetensors"
+    save_file(create_model(preset, num_classes=num_classes, **kwargs).state_dict(), str(path))
+    return ["--model.init_args.model_kwargs", json.dumps(kwargs), "--model.init_args.checkpoint", str(path)]
 
 
 def _one_batch_args(config: Path, tmp_path: Path, detection_root: Path) -> list[str]:
@@ -33,6 +60,8 @@ def _one_batch_args(config: Path, tmp_path: Path, detection_root: Path) -> list[
                      "--model.init_args.checkpoint", "null"]
     elif dataset not in EMBEDDED:
         args += ["--data.dataset", "fake", "--data.root", "null", "--data.batch_size", "2", "--data.num_workers", "0"]
+    if "checkpoint: hf-hub:" in text:
+        args += _hub_standin(config, tmp_path)
     return args + REDUCED.get(config.relative_to(config.parents[1]).as_posix(), [])
 
 
@@ -50,6 +79,8 @@ def test_config_runs_one_batch(config, tmp_path, request):
     cli = run_lightning_cli(_one_batch_args(config, tmp_path, root))
     assert cli.trainer.state.finished
     assert cli.trainer.callback_metrics, "the batch logged no metrics"
+    if "checkpoint: hf-hub:" in config.read_text():  # fine-tuning: a new head, everything else loaded
+        assert sorted(cli.model.load_report.reinitialized) == ["head.bias", "head.weight"]
 
 
 def test_strategies_given_as_classes_build():

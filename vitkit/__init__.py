@@ -13,12 +13,19 @@ from vitkit.models import (
     ViTConfig,
     list_models,
 )
+from vitkit.timm_registry import register_timm_models
+from vitkit.weights.folder import from_pretrained, push_to_hub, save_pretrained
 
 __version__ = "0.1.0"
 
+# timm.create_model("vitkit_<preset>") for every ViT and CvT preset: timm knows models only through its registry,
+# and `import vitkit` is the contract; why this one import-time call is acceptable: vitkit/timm_registry.py.
+register_timm_models()
+
 __all__ = [
     "DETR", "CvT", "CvTConfig", "CvTStageConfig", "DETRConfig", "ImageTransformer", "ImageTransformerConfig",
-    "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models",
+    "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "from_pretrained", "list_models",
+    "push_to_hub", "save_pretrained",
 ]
 
 

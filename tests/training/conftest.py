@@ -31,3 +31,11 @@ def trained_checkpoints(tmp_path_factory, small_detection_root):
         assert run_forked(args) == 0, task
         found[task] = root / task / "version_0" / "checkpoints" / "last.ckpt"
     return found
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty offline Hugging Face cache (tests/hub_cache.py)."""
+    from tests.hub_cache import offline_hub_cache
+
+    return offline_hub_cache(tmp_path, monkeypatch)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from vitkit.layers import Attention, ConvEmbed, DropPath, Mlp, drop_path_rates
 from vitkit.layers.checkpointing import run_block
 from vitkit.layers.init import trunc_normal_linears_
+from vitkit.layers.intermediates import take_indices
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,10 @@ class CvT(nn.Module):
 
         return ordinal
 
+    def get_classifier(self) -> nn.Module:
+        """The head (``nn.Identity`` without one), as timm's models expose it."""
+        return self.head
+
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised head for ``num_classes`` classes (0: none); the config follows."""
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
@@ -248,6 +253,27 @@ class CvT(nn.Module):
             fmap = x.unflatten(1, grid).permute(0, 3, 1, 2)  # (B, C, h, w), a channels-last view: no copy
             x, grid = stage(fmap)  # (B, P + h·w, C)
         return self.norm(x)
+
+    def forward_intermediates(self, x: Tensor, indices: int | list[int] | None = None, *, norm: bool = False,
+                              stop_early: bool = False, output_fmt: Literal["NCHW", "NLC"] = "NCHW",
+                              intermediates_only: bool = False) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """timm's feature-extraction call over the stages (a pyramid: strides 4, 8, 16 for the ImageNet presets):
+        the token maps of stages ``indices`` (``layers.intermediates``), class token dropped, as ``(B, C, h, w)``
+        (``NCHW``) or ``(B, h·w, C)`` (``NLC``); ``norm`` applies the final norm to the last stage's (the only one of
+        its width). Returns them, after ``forward_features``'s output unless ``intermediates_only`` (``stop_early``
+        then skips the stages past the last one taken)."""
+        take = take_indices(len(self.stages), indices)
+        last = take[-1] if stop_early and intermediates_only else len(self.stages) - 1
+        outputs = []
+        for i, stage in enumerate(self.stages[: last + 1]):
+            x, grid = stage(x)  # (B, P + h·w, C)
+            P = stage.num_prefix_tokens
+            if i in take:
+                y = (self.norm(x) if norm and i == len(self.stages) - 1 else x)[:, P:]  # (B, h·w, C)
+                outputs.append(y.unflatten(1, grid).permute(0, 3, 1, 2) if output_fmt == "NCHW" else y)  # (B, C, h, w)
+            if i < last:
+                x = x[:, P:].unflatten(1, grid).permute(0, 3, 1, 2)  # (B, C, h, w): the next stage's input map
+        return outputs if intermediates_only else (self.norm(x), outputs)
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
         x = x[:, 0] if self.config.class_token else x.mean(dim=1)  # (B, C)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from vitkit.layers import Block, PatchEmbed, drop_path_rates, resample_pos_embed, sincos_2d
 from vitkit.layers.checkpointing import run_block
 from vitkit.layers.init import trunc_normal_linears_
+from vitkit.layers.intermediates import take_indices
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,10 @@ class VisionTransformer(nn.Module):
         return {"stem": r"^cls_token|^pos_embed|^patch_embed",
                 "blocks": [(r"^blocks\.(\d+)", None), (r"^norm|^fc_norm", (99999,))]}
 
+    def get_classifier(self) -> nn.Module:
+        """The head (``nn.Identity`` without one), as timm's models expose it."""
+        return self.head
+
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised head for ``num_classes`` classes (0: none); the config follows."""
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
@@ -146,6 +151,25 @@ class VisionTransformer(nn.Module):
         for block in self.blocks:
             x = run_block(block, x, checkpoint=self.grad_checkpointing)
         return self.norm(x)
+
+    def forward_intermediates(self, x: Tensor, indices: int | list[int] | None = None, *, norm: bool = False,
+                              stop_early: bool = False, output_fmt: Literal["NCHW", "NLC"] = "NCHW",
+                              intermediates_only: bool = False) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """timm's feature-extraction call: the outputs of the blocks ``indices`` (``layers.intermediates``), without
+        prefix tokens, as maps ``(B, C, h, w)`` (``NCHW``) or tokens ``(B, h·w, C)`` (``NLC``); ``norm`` applies the
+        final norm to each. Returns them, after ``forward_features``'s output unless ``intermediates_only``
+        (``stop_early`` then skips the blocks past the last one taken)."""
+        take = take_indices(len(self.blocks), indices)
+        grid = self.patch_embed.grid_size(x.shape[-2], x.shape[-1])
+        x = self._embed(x)
+        last = take[-1] if stop_early and intermediates_only else len(self.blocks) - 1
+        outputs = []
+        for i, block in enumerate(self.blocks[: last + 1]):
+            x = run_block(block, x, checkpoint=self.grad_checkpointing)
+            if i in take:
+                y = (self.norm(x) if norm else x)[:, self.num_prefix_tokens:]  # (B, h·w, C)
+                outputs.append(y.unflatten(1, grid).permute(0, 3, 1, 2) if output_fmt == "NCHW" else y)  # (B, C, h, w)
+        return outputs if intermediates_only else (self.norm(x), outputs)
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
         if self.config.global_pool == "avg":

@@ -3,9 +3,10 @@ Hugging Face, official releases), and loading with a report. Imports ``vitkit.mo
 models never import this package."""
 
 from vitkit.errors import CheckpointError
+from vitkit.weights import hub
 from vitkit.weights.converters import Converter, converter_for, load_checkpoint
 from vitkit.weights.io import Checkpoint, read_checkpoint
 from vitkit.weights.loading import LoadReport, load_state_dict
 
 __all__ = ["Checkpoint", "CheckpointError", "Converter", "LoadReport", "converter_for", "load_checkpoint",
-           "load_state_dict", "read_checkpoint"]
+           "hub", "load_state_dict", "read_checkpoint"]

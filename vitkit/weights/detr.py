@@ -12,6 +12,11 @@ backbone is a timm model (``use_timm_backbone=True``, the default and what ``fac
 names, kept) or Hugging Face's own ResNet (``embedder``/``encoder.stages.S.layers.I.layer.J``), renamed to the timm
 ResNet names it corresponds to.
 
+A bare timm CNN checkpoint (ImageNet weights, ``conv1.weight``, ``layer1.0…``, ``fc.*``: ``create_model(...,
+pretrained="backbone")`` or a ``checkpoint`` such as ``hf-hub:timm/resnet50.tv_in1k``) fills the backbone only:
+what the backbone has no use for (the classifier, stages beyond ``backbone_level``) is reported as skipped, and the
+Transformer, queries and heads keep their fresh initialisation.
+
 Every layout's backbone is checked against the model's (``check_backbone``): another backbone is named as such.
 """
 
@@ -100,6 +105,8 @@ def convert(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tenso
         sd = stack_qkv({_modernise(k): v for k, v in state_dict.items()}, _HF_QKV, r"\g<prefix>qkv.\g<param>")
         sd, unmatched = rename_keys({_stage_numbers(k): v for k, v in sd.items()}, HF_RULES)
         notes = ["converted from the Hugging Face DetrForObjectDetection layout"]
+    elif is_backbone_only(state_dict, model):
+        sd, unmatched, notes = _backbone_only(state_dict, model)
     else:
         sd, unmatched, notes = dict(state_dict), [], []
     unmatched = [k for k in unmatched if not k.endswith(COUNTER)]
@@ -107,6 +114,25 @@ def convert(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tenso
         notes.append(f"{len(unmatched)} keys of the checkpoint have no vitkit counterpart: {unmatched[:5]}")
     check_backbone(sd, model)
     return sd, notes
+
+
+def is_backbone_only(state_dict: dict[str, Tensor], model: DETR) -> bool:
+    """A bare CNN checkpoint: no key under ``backbone.``, most of the model's backbone names present unprefixed."""
+    own = [k.removeprefix("backbone.") for k in model.state_dict() if k.startswith("backbone.")]
+    return not any(k.startswith("backbone.") for k in state_dict) and sum(k in state_dict for k in own) > len(own) / 2
+
+
+def _backbone_only(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tensor], list[str], list[str]]:
+    own = model.state_dict()
+    sd = {f"backbone.{k}": v for k, v in state_dict.items() if f"backbone.{k}" in own}
+    unused = [k for k in state_dict if f"backbone.{k}" not in own]
+    sd.update({k: v for k, v in own.items() if not k.startswith("backbone.")})  # the rest stays as initialised
+    notes = [f"a bare {model.config.backbone} checkpoint: loaded into the backbone only; the Transformer, queries "
+             f"and heads keep their fresh initialisation"]
+    if unused:
+        notes.append(f"{len(unused)} checkpoint tensors the backbone has no use for were skipped (classifier, later "
+                     f"stages): {unused[:4]}")
+    return sd, [], notes
 
 
 def check_backbone(state_dict: dict[str, Tensor], model: DETR) -> None:
