@@ -343,6 +343,9 @@ def _seed_worker(worker_id: int, rank: int = 0) -> None:
     """Each worker gets its own seed (from the loader's, drawn from its generator, and the process rank):
     albumentations' generator is part of the transform, so without this every forked worker, and every DDP rank,
     would replay the same augmentations."""
+    import cv2
+
+    cv2.setNumThreads(0)  # one thread per worker: the workers are the parallelism; cv2's own pool oversubscribes
     info = get_worker_info()
     seed = int(np.random.SeedSequence([info.seed, rank]).generate_state(1)[0])
     np.random.seed(seed)

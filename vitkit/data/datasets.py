@@ -152,9 +152,24 @@ class FakeSource(Dataset):
 def sample_path(split: Dataset, index: int) -> str:
     """The file behind sample ``index`` of a split (through any ``Subset``s), for messages; ``"sample <i>"`` for
     sources that are not files."""
+    source, index = _source_of(split, index)
+    return source.path(index) if hasattr(source, "path") else f"sample {index}"
+
+
+def raw_sample(split: Dataset, index: int, *, encoded: bool = False) -> dict:
+    """Sample ``index`` of a split; with ``encoded``, from a source that offers it (``encoded(index)``: image files),
+    its image still encoded (``vitkit.data.decode.EncodedImage``) for a transform that decodes it itself."""
+    if encoded:
+        source, source_index = _source_of(split, index)
+        if hasattr(source, "encoded"):
+            return source.encoded(source_index)
+    return split[index]
+
+
+def _source_of(split: Dataset, index: int) -> tuple[Dataset, int]:
     while isinstance(split, Subset):
         split, index = split.dataset, split.indices[index]
-    return split.path(index) if hasattr(split, "path") else f"sample {index}"
+    return split, index
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
@@ -44,10 +45,12 @@ LAYOUT = ("root/train/<class>/<images>, plus root/val/<class>/<images> and/or ro
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read one image file as RGB ``uint8 (H, W, 3)``; raises ``DataError`` naming the file if it cannot."""
+def read_image(path: str | Path | BinaryIO, *, name: str | None = None) -> np.ndarray:
+    """Read one image file (or a file object of its bytes, called ``name`` in messages) as RGB ``uint8 (H, W, 3)``;
+    raises ``DataError`` naming the file if it cannot."""
     from PIL import Image, ImageOps
 
+    name = name or str(path)
     try:
         with warnings.catch_warnings():
             # PIL only warns between MAX_IMAGE_PIXELS and twice that, then decodes the whole image anyway
@@ -58,10 +61,10 @@ def read_image(path: str | Path) -> np.ndarray:
                     img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except Exception as e:  # whatever PIL raises on a malformed file is a problem with that file
-        raise DataError(f"cannot read image {path}: {_describe_failure(e)}", "replace or delete this file") from e
+        raise DataError(f"cannot read image {name}: {describe_failure(e)}", "replace or delete this file") from e
 
 
-def _describe_failure(error: Exception) -> str:
+def describe_failure(error: Exception) -> str:
     from PIL import Image
 
     if isinstance(error, Image.DecompressionBombWarning | Image.DecompressionBombError):
@@ -104,7 +107,7 @@ def _unreadable(path: str, decode: bool) -> str | None:
     except DataError as e:
         return str(e)
     except Exception as e:  # as read_image
-        return f"cannot read image {path}: {_describe_failure(e)}"
+        return f"cannot read image {path}: {describe_failure(e)}"
     return None
 
 
@@ -121,6 +124,13 @@ class ImageFileSource(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {"image": read_image(self.path(index)), "label": int(self.labels[index])}
+
+    def encoded(self, index: int) -> dict:
+        """The raw sample with its image not yet decoded: ``{"image": EncodedImage, "label"}``, for transforms
+        that decode at the size they need (``vitkit.data.decode``)."""
+        from vitkit.data.decode import read_encoded
+
+        return {"image": read_encoded(self.path(index)), "label": int(self.labels[index])}
 
     def path(self, index: int) -> str:
         return str(self.files[index])
