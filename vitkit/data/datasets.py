@@ -201,6 +201,18 @@ def split_train_val(source: Dataset, labels: np.ndarray, options: DataOptions,
     return Subset(source, indices[kept].tolist()), Subset(source, indices[held].tolist())
 
 
+def folder_splits(train: Dataset, labels: np.ndarray, val: Dataset | None, test: Dataset | None,
+                  options: DataOptions) -> DatasetSplits:
+    """The splits of a set laid out as ImageNet is (image folders, and shards written from them): ``train``; ``val``
+    in a seeded order, else a stratified ``val_split`` of ``train`` (``labels``: its labels); ``test``, else the
+    validation split."""
+    if val is not None:
+        train, val = Subset(train, range(len(train))), Subset(val, shuffled_order(len(val), options.seed).tolist())
+    else:
+        train, val = split_train_val(train, labels, options)
+    return DatasetSplits(train, val, val if test is None else Subset(test, range(len(test))))
+
+
 def shuffled_order(n: int, seed: int) -> np.ndarray:
     """A seeded permutation of ``0..n-1`` for validation sets, which sources list class by class: any prefix of
     the validation loader (``limit_val_batches``, an interrupted validation) is then a random sample of every

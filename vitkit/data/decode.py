@@ -35,7 +35,8 @@ _REDUCIBLE_MODES = ("RGB", "L")  # what libjpeg-turbo turns into RGB itself (YCb
 
 @dataclass(frozen=True)
 class EncodedImage:
-    """An image file's bytes and what its header says; ``height × width`` is the size after EXIF orientation."""
+    """An image file's bytes and what its header says; ``height × width`` is the size after EXIF orientation;
+    ``path`` names it in messages (a file, or a record of a shard folder)."""
 
     path: str
     data: bytes
@@ -46,13 +47,21 @@ class EncodedImage:
 
 def read_encoded(path: str) -> EncodedImage:
     """The file's bytes and header; ``DataError`` naming the file when it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read image {path}: {type(e).__name__}: {e}", "replace or delete this file") from e
+    return encoded_image(data, path)
+
+
+def encoded_image(data: bytes, name: str) -> EncodedImage:
+    """An image's bytes (of a file, or a shard record called ``name`` in messages) with its parsed header."""
     from PIL import Image
 
     from vitkit.data.imagefolder import describe_failure
 
     try:
-        with open(path, "rb") as f:
-            data = f.read()
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # as read_image
             with Image.open(io.BytesIO(data)) as img:
@@ -60,10 +69,10 @@ def read_encoded(path: str) -> EncodedImage:
                 orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if "exif" in img.info else 1
                 reducible = img.format == "JPEG" and img.mode in _REDUCIBLE_MODES and orientation == 1
     except Exception as e:  # whatever PIL raises on a malformed header is a problem with that file
-        raise DataError(f"cannot read image {path}: {describe_failure(e)}", "replace or delete this file") from e
+        raise DataError(f"cannot read image {name}: {describe_failure(e)}", "replace or delete this file") from e
     if orientation in (5, 6, 7, 8):  # transposed by read_image: the transform must plan on the turned size
         height, width = width, height
-    return EncodedImage(path, data, height, width, reducible)
+    return EncodedImage(name, data, height, width, reducible)
 
 
 def decode(image: EncodedImage, min_height: int = 0, min_width: int = 0) -> tuple[np.ndarray, float]:
@@ -73,7 +82,7 @@ def decode(image: EncodedImage, min_height: int = 0, min_width: int = 0) -> tupl
     decoded by libjpeg-turbo directly, faster than through PIL, which copies every row into its own 4-byte layout
     and back."""
     if not image.reducible:
-        return _decode_full(image), 1.0
+        return _decode_with_pil(image), 1.0
     import simplejpeg
 
     m = _power_of_two_eighths(min_height / image.height, min_width / image.width)
@@ -110,7 +119,12 @@ def _scale_of(shape: tuple[int, int], height: int, width: int) -> float:
     raise AssertionError(f"decoded shape {shape} is no DCT scale of {height}×{width}")
 
 
-def _decode_full(image: EncodedImage) -> np.ndarray:
+def decode_full(image: EncodedImage) -> np.ndarray:
+    """All of the image's pixels, as ``vitkit.data.imagefolder.read_image`` gives them."""
+    return decode(image, image.height, image.width)[0]
+
+
+def _decode_with_pil(image: EncodedImage) -> np.ndarray:
     from vitkit.data.imagefolder import read_image
 
     return read_image(io.BytesIO(image.data), name=image.path)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from vitkit.data.checks import CheckReport
 from vitkit.data.datasets import (
@@ -31,9 +31,8 @@ from vitkit.data.datasets import (
     DataOptions,
     DatasetInfo,
     DatasetSplits,
+    folder_splits,
     register_dataset,
-    shuffled_order,
-    split_train_val,
 )
 from vitkit.data.errors import DataError
 
@@ -275,20 +274,22 @@ def check_image_folder(root: Path, *, decode: bool = False) -> CheckReport:
 
 def _build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
     root = options.root
-    train_source = _list_images(root / "train", info.class_names)
-    if (root / "val").is_dir():
-        train = Subset(train_source, range(len(train_source)))
-        val_source = _list_images(root / "val", info.class_names)
-        val = Subset(val_source, shuffled_order(len(val_source), options.seed).tolist())
-    else:
-        train, val = split_train_val(train_source, train_source.labels, options)
-    if (root / "test").is_dir():
-        test_source = _list_images(root / "test", info.class_names)
-        test = Subset(test_source, range(len(test_source)))
-    else:
+    train = _list_images(root / "train", info.class_names)
+    val = _list_images(root / "val", info.class_names) if (root / "val").is_dir() else None
+    test = _list_images(root / "test", info.class_names) if (root / "test").is_dir() else None
+    if test is None:
         log.info("%s has no test/ folder: the test split is the validation split", root)
-        test = val
-    return DatasetSplits(train, val, test)
+    return folder_splits(train, train.labels, val, test, options)
+
+
+def list_split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFileSource:
+    """The image files of ``root/split/<class>/`` for each class, labelled by class position (``vitkit prepare``)."""
+    return _list_images(root / split, classes)
+
+
+def describe_folder(root: Path) -> DatasetInfo:
+    """Class names and shared size of the image folder at ``root`` (``DataError`` when it is not one)."""
+    return _describe(DataOptions(root=Path(root)))
 
 
 def _check(options: DataOptions, decode: bool = False) -> list[CheckReport]:
