@@ -85,10 +85,12 @@ class VisionDataModule(L.LightningDataModule):
         Args:
             dataset: registered dataset name: digits (scikit-learn's 8×8 digits, no download), cifar10, cifar100
                 (torchvision's files under root), imagefolder (root/train/<class>/*, root/val/<class>/* or
-                root/test/<class>/*), fake (random images, for tests and benchmarks); for task=detection: coco
+                root/test/<class>/*), streaming (an image folder written as shards by ``vitkit prepare``), fake
+                (random images, for tests and benchmarks); for task=detection: coco
                 (COCO-format instances JSON + images under root), digits_detection (digits on 96×96 canvases,
                 generated in COCO format under root, default data/digits_detection).
             root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/;
+                streaming: the folder ``vitkit prepare --to`` wrote;
                 coco: the folder the annotation and image paths are relative to).
             task: what the batches are for; selects how samples become tensors: classification (normalised,
                 augmented float images), generation (uint8 images, resized only) or detection.

@@ -24,11 +24,14 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from vitkit.data.errors import DataError
 
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _EXIF_ORIENTATION = 0x0112
 _REDUCIBLE_MODES = ("RGB", "L")  # what libjpeg-turbo turns into RGB itself (YCbCr or grey JPEGs)
 
@@ -58,8 +61,6 @@ def read_encoded(path: str) -> EncodedImage:
 def encoded_image(data: bytes, name: str) -> EncodedImage:
     """An image's bytes (of a file, or a shard record called ``name`` in messages) with its parsed header."""
     from PIL import Image
-
-    from vitkit.data.imagefolder import describe_failure
 
     try:
         with warnings.catch_warnings():
@@ -125,7 +126,51 @@ def decode_full(image: EncodedImage) -> np.ndarray:
 
 
 def _decode_with_pil(image: EncodedImage) -> np.ndarray:
-    from vitkit.data.imagefolder import read_image
-
     return read_image(io.BytesIO(image.data), name=image.path)
 
+
+def read_image(path: str | Path | BinaryIO, *, name: str | None = None) -> np.ndarray:
+    """Read one image file (or a file object of its bytes, called ``name`` in messages) as RGB ``uint8 (H, W, 3)``;
+    raises ``DataError`` naming the file if it cannot."""
+    from PIL import Image, ImageOps
+
+    name = name or str(path)
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that, then decodes the whole image anyway
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                if "exif" in img.info or img.format in ("TIFF", "MPO"):  # skip the EXIF parse when there is none
+                    img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except Exception as e:  # whatever PIL raises on a malformed file is a problem with that file
+        raise DataError(f"cannot read image {name}: {describe_failure(e)}", "replace or delete this file") from e
+
+
+def describe_failure(error: Exception) -> str:
+    from PIL import Image
+
+    if isinstance(error, Image.DecompressionBombWarning | Image.DecompressionBombError):
+        return (f"{error} (over PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels: a file this large "
+                f"is more often a corrupt or hostile header than a photo; resize it if it is genuine)")
+    if isinstance(error, Image.UnidentifiedImageError):
+        return f"not an image PIL recognises ({error})"
+    return f"{type(error).__name__}: {error}"
+
+
+def _to_rgb(img) -> np.ndarray:
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return np.asarray(img)
+    if img.mode in _SIXTEEN_BIT_MODES:  # 16-bit grayscale: 0..65535 → 0..255
+        gray = np.asarray(img, dtype=np.float32) / 257.0
+        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)  # (H, W, 3)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.asarray(img.convert("RGB"))

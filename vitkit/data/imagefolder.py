@@ -4,14 +4,13 @@ Class names are the sorted folder names under ``train/``; label ``i`` is the ``i
 stratified ``val_split`` fraction of ``train/`` is held out; the test split is ``test/``, else ``val/``, else that
 held-out fraction. Every split must have the same class folders, and every class folder at least one image.
 
-Images are read with PIL into ``uint8 (H, W, 3)`` RGB: EXIF orientation applied, grayscale replicated to three
-channels, 16-bit images scaled to 8 bits, transparent images composited over white (the background a viewer shows),
-palette and CMYK images converted. Anything PIL cannot decode (a truncated or empty file, a file that is not an image
-whatever its extension, an image over PIL's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS``) is a
-``DataError`` naming the file. Class folders are walked following symbolic links, each real folder once: a link that
-leads back to a folder already walked (a loop) is reported and not followed. File names that are not valid UTF-8 are
-kept as the bytes they are (Python's ``surrogateescape``).
-"""
+Images are read (``vitkit.data.decode.read_image``) into ``uint8 (H, W, 3)`` RGB: EXIF orientation applied,
+grayscale replicated to three channels, 16-bit images scaled to 8 bits, transparent images composited over white
+(the background a viewer shows), palette and CMYK images converted. Anything PIL cannot decode (a truncated or empty
+file, a file that is not an image whatever its extension, an image over PIL's decompression-bomb limit
+``PIL.Image.MAX_IMAGE_PIXELS``) is a ``DataError`` naming the file. Class folders are walked following symbolic
+links, each real folder once: a link that leads back to a folder already walked (a loop) is reported and not
+followed. File names that are not valid UTF-8 are kept as the bytes they are (Python's ``surrogateescape``). """
 
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -34,6 +32,7 @@ from vitkit.data.datasets import (
     folder_splits,
     register_dataset,
 )
+from vitkit.data.decode import describe_failure, read_image  # noqa: F401  (read_image: re-exported)
 from vitkit.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -41,54 +40,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 LAYOUT = ("root/train/<class>/<images>, plus root/val/<class>/<images> and/or root/test/<class>/<images> "
           "(without val/, a --data.val_split fraction of train/ is held out)")
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-
-
-def read_image(path: str | Path | BinaryIO, *, name: str | None = None) -> np.ndarray:
-    """Read one image file (or a file object of its bytes, called ``name`` in messages) as RGB ``uint8 (H, W, 3)``;
-    raises ``DataError`` naming the file if it cannot."""
-    from PIL import Image, ImageOps
-
-    name = name or str(path)
-    try:
-        with warnings.catch_warnings():
-            # PIL only warns between MAX_IMAGE_PIXELS and twice that, then decodes the whole image anyway
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                if "exif" in img.info or img.format in ("TIFF", "MPO"):  # skip the EXIF parse when there is none
-                    img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
-    except Exception as e:  # whatever PIL raises on a malformed file is a problem with that file
-        raise DataError(f"cannot read image {name}: {describe_failure(e)}", "replace or delete this file") from e
-
-
-def describe_failure(error: Exception) -> str:
-    from PIL import Image
-
-    if isinstance(error, Image.DecompressionBombWarning | Image.DecompressionBombError):
-        return (f"{error} (over PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels: a file this large "
-                f"is more often a corrupt or hostile header than a photo; resize it if it is genuine)")
-    if isinstance(error, Image.UnidentifiedImageError):
-        return f"not an image PIL recognises ({error})"
-    return f"{type(error).__name__}: {error}"
-
-
-def _to_rgb(img) -> np.ndarray:
-    from PIL import Image
-
-    if img.mode == "RGB":
-        return np.asarray(img)
-    if img.mode in _SIXTEEN_BIT_MODES:  # 16-bit grayscale: 0..65535 → 0..255
-        gray = np.asarray(img, dtype=np.float32) / 257.0
-        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1)  # (H, W, 3)
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return np.asarray(img.convert("RGB"))
 
 
 def _unreadable(path: str, decode: bool) -> str | None:

@@ -102,7 +102,7 @@ def _shrunk(job: tuple[str, int, int]) -> bytes:
     import cv2
     import simplejpeg
 
-    from vitkit.data.imagefolder import read_image
+    from vitkit.data.decode import read_image
 
     path, max_side, quality = job
     pixels = read_image(path)  # (H, W, 3) uint8
