@@ -28,12 +28,12 @@ def normalise_collate(samples: list[dict[str, Tensor]], mean: tuple[float, ...],
     """
     batch = stack_collate(samples)
     pixels = batch["image"]  # (B, C, H, W) uint8
-    out = torch.empty(0)
+    out = torch.empty(0, device=pixels.device)
     if get_worker_info() is not None:
         out = out.new(out._typed_storage()._new_shared(pixels.numel(), device=out.device))
     out = out.resize_(pixels.shape).copy_(pixels)  # (B, C, H, W) float32
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255  # (1, C, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255
+    m = torch.tensor(mean, dtype=torch.float32, device=out.device).view(1, -1, 1, 1) * 255  # (1, C, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=out.device).view(1, -1, 1, 1) * 255
     batch["image"] = out.sub_(m).div_(s)
     return batch
 

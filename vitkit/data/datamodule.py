@@ -80,6 +80,7 @@ class VisionDataModule(L.LightningDataModule):
         val_images: str | None = None,
         global_batch_size: int | None = None,
         skip_bad_files: bool = False,
+        decode: Literal["cpu", "gpu"] = "cpu",
     ) -> None:
         """
         Args:
@@ -129,6 +130,8 @@ class VisionDataModule(L.LightningDataModule):
             skip_bad_files: replace samples whose file cannot be read (truncated, not an image, over PIL's
                 decompression-bomb limit, ...) with the next readable one, and report them with their count at the
                 end of the run, instead of stopping with the file's name.
+            decode: where classification JPEGs are decoded: cpu (the workers, at a reduced DCT scale) or gpu (the
+                workers plan each crop, the device decodes the batch with nvJPEG; ``vitkit.data.device_decode``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -149,7 +152,9 @@ class VisionDataModule(L.LightningDataModule):
         given = {f.name: self.hparams[f.name] for f in dataclasses.fields(DataOptions) if f.name != "root"}
         self.options = DataOptions(root=Path(root).expanduser() if root else None, **given)
         self.info = self.spec.describe(self.options)
-        self.task_format = format_cls(self.info)
+        self.task_format = format_cls(self.info) if decode == "cpu" else _device_decode_format(self.info, task,
+                                                                                             rand_augment,
+                                                                                             random_erasing)
         self.augment = resolve_augment(augment, self.info.augment, format_cls.presets)
         check_recipe_augment(rand_augment, random_erasing)
         if (rand_augment or random_erasing) and task != "classification":
@@ -244,6 +249,12 @@ class VisionDataModule(L.LightningDataModule):
         log.info("%s: %d train / %d val / %d test samples, %d classes, image size %d, augment=%s", self.dataset_name,
                  len(splits.train), len(splits.val), len(splits.test), self.num_classes, self.image_size,
                  self.augment)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``--data.decode gpu``: the batch's JPEGs decoded on the device it is about to move to."""
+        if isinstance(batch, dict) and "jpeg" in batch:
+            return self.task_format.decode_batch(batch, self.trainer.strategy.root_device)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -354,6 +365,17 @@ def _seed_worker(worker_id: int, rank: int = 0) -> None:
     random.seed(seed)
     if hasattr(info.dataset, "reseed"):
         info.dataset.reseed(seed)
+
+
+def _device_decode_format(info, task: str, rand_augment: str | None, random_erasing: float):
+    from vitkit.data.device_decode import DeviceDecodeFormat
+
+    if decode_refused := (task != "classification" and f"task={task!r}") or \
+            ((rand_augment or random_erasing) and "rand_augment / random_erasing"):
+        raise DataError(f"--data.decode gpu cannot serve {decode_refused}", "use --data.decode cpu (the default)")
+    if not torch.cuda.is_available():
+        raise DataError("--data.decode gpu needs a CUDA GPU, and none is visible", "use --data.decode cpu")
+    return DeviceDecodeFormat(info)
 
 
 def _check_positive(**values: int | None) -> None:

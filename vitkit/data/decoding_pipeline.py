@@ -46,11 +46,11 @@ class DecodingPipeline:
         first = pipeline.transforms[0] if pipeline.transforms else None
         self.first, self.rest = first, list(pipeline.transforms[1:])
         if isinstance(first, A.RandomResizedCrop):
-            self._plan = self._crop
+            self.kind, self._plan = "crop", self._crop
         elif isinstance(first, A.SmallestMaxSize) and first.p >= 1.0:
-            self._plan = self._shorter_side
+            self.kind, self._plan = "shorter_side", self._shorter_side
         else:
-            self._plan = None
+            self.kind, self._plan = None, None  # full decode, then the pipeline as it is
 
     def set_random_state(self, random_generator: np.random.Generator, py_random) -> None:
         """The pipeline's generators (``vitkit.data.transforms.seed_transform``); its steps share them."""
