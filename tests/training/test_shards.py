@@ -185,3 +185,30 @@ def test_prepare_refuses_a_non_empty_folder(folder, shards, tmp_path, capsys):
     (mine / "notes.txt").write_text("mine")
     assert vitkit(["prepare", "--from", str(folder), "--to", str(mine), "--overwrite"]) == 2
     assert (mine / "notes.txt").is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_train_from_shards_like_one(shards, tmp_path):
+    """As ``test_ddp.py`` for the digits: ``torchrun`` with two CPU processes against one forked process, the same
+    global batch, from shards; the validation metrics agree."""
+    import os
+    import sys
+
+    from forked import validation_rows
+    from test_ddp import DDP, ONE, _run_group
+
+    common = ["fit", "-c", str(ROOT / "configs/vit/digits.yaml"), "--data.dataset", "streaming",
+              "--data.root", str(shards), "--data.image_size", "8", "--data.augment", "imagenet",
+              "--data.global_batch_size", "16", "--data.num_workers", "0", "--trainer.max_epochs", "1",
+              "--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false",
+              "--trainer.num_sanity_val_steps", "0", f"--trainer.default_root_dir={tmp_path}"]
+    (tmp_path / "commands.json").write_text(json.dumps([[*common, *DDP, "--run_name", "ddp"]]))
+    path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              str(ROOT / "tests/training/ddp_driver.py"), str(tmp_path / "commands.json")]
+    done = _run_group(launch, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path), cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert run_forked([*common, *ONE, "--run_name", "one"]) == 0
+    one, two = (validation_rows(tmp_path / name / "version_0")[-1] for name in ("one", "ddp"))
+    assert two["val/acc1"] == pytest.approx(one["val/acc1"], abs=1e-6)
+    assert two["val/loss"] == pytest.approx(one["val/loss"], rel=1e-4)
