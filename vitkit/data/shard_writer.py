@@ -38,6 +38,8 @@ def prepare_shards(source: Path, out: Path, *, max_side: int | None = None, qual
         raise DataError(f"--max-side {max_side} must be a positive number of pixels", "e.g. --max-side 320")
     if not 1 <= quality <= 100:
         raise DataError(f"--quality {quality} must lie in 1..100", "e.g. --quality 90")
+    if not Path(source).is_dir():
+        raise DataError(f"--from {source} is not a folder", "give the image folder to write (it holds train/<class>/)")
     info = describe_folder(source)
     _clear(out, overwrite)
     splits = {}
