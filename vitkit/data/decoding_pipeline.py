@@ -17,8 +17,10 @@ the pipeline's own random generator, before anything is decoded:
   shrinking, as the step does).
 
 The remaining steps (flip, centre crop, RandAugment, erasing) then run as in the pipeline, drawing from the same
-generator in the same order. Any other first step, and images that are not plain JPEGs, get a full decode and the
-pipeline unchanged. A box smaller than the output size decodes in full: no reduced scale can cover it.
+generator in the same order (``Compose`` itself draws once before its steps, for its own probability, in
+albumentations 2.0; that draw is made too, and ``tests/data/test_data_decode.py`` fails if the streams part). Any
+other first step, and images that are not plain JPEGs, get a full decode and the pipeline unchanged. A box smaller
+than twice the output size decodes at full scale: only the scales 1/2, 1/4 and 1/8 are used (``vitkit.data.decode``).
 """
 
 from __future__ import annotations
