@@ -30,6 +30,7 @@ COMMANDS = {  # name → module under vitkit.commands
     "bench": "bench",
     "check-data": "check_data",
     "export": "export",
+    "prepare": "prepare",
 }
 
 

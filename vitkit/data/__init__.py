@@ -1,10 +1,10 @@
 """The shared data layer: one ``VisionDataModule``, a registry of datasets, augmentation presets, task formats.
 
 Importing this package registers the built-in datasets (digits, cifar10, cifar100, imagefolder, fake, and the
-COCO-format detection sets coco and digits_detection).
+COCO-format detection sets coco and digits_detection, and streaming: shards written by ``vitkit prepare``).
 """
 
-from vitkit.data import coco, digits_detection, imagefolder  # noqa: F401  (register "coco", "digits_detection", ...)
+from vitkit.data import coco, digits_detection, imagefolder, shards  # noqa: F401  (register "coco", "streaming", ...)
 from vitkit.data.datamodule import VisionDataModule
 from vitkit.data.datasets import DataOptions, DatasetInfo, DatasetSplits, list_datasets, register_dataset
 from vitkit.data.errors import DataError

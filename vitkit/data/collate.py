@@ -9,12 +9,33 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.utils.data import get_worker_info
 
 
 def stack_collate(samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     """``[{key: (…)}] * B → {key: (B, …)}``; every sample must have the same keys and per-key shapes."""
     keys = samples[0].keys()
     return {key: torch.stack([s[key] for s in samples]) for key in keys}
+
+
+def normalise_collate(samples: list[dict[str, Tensor]], mean: tuple[float, ...],
+                      std: tuple[float, ...]) -> dict[str, Tensor]:
+    """``stack_collate`` with ``"image"`` ``uint8 (C, H, W)`` samples turned into one ``float32 (B, C, H, W)``
+    batch normalised as ``(pixel / 255 − mean) / std`` per channel (``vitkit.data.preprocessing.normalise``).
+
+    In a DataLoader worker the float batch is written directly into shared memory, as torch's own
+    ``default_collate`` does, so handing it to the main process copies nothing.
+    """
+    batch = stack_collate(samples)
+    pixels = batch["image"]  # (B, C, H, W) uint8
+    out = torch.empty(0, device=pixels.device)
+    if get_worker_info() is not None:
+        out = out.new(out._typed_storage()._new_shared(pixels.numel(), device=out.device))
+    out = out.resize_(pixels.shape).copy_(pixels)  # (B, C, H, W) float32
+    m = torch.tensor(mean, dtype=torch.float32, device=out.device).view(1, -1, 1, 1) * 255  # (1, C, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=out.device).view(1, -1, 1, 1) * 255
+    batch["image"] = out.sub_(m).div_(s)
+    return batch
 
 
 def pad_collate(samples: list[dict]) -> dict:

@@ -80,15 +80,18 @@ class VisionDataModule(L.LightningDataModule):
         val_images: str | None = None,
         global_batch_size: int | None = None,
         skip_bad_files: bool = False,
+        decode: Literal["cpu", "gpu"] = "cpu",
     ) -> None:
         """
         Args:
             dataset: registered dataset name: digits (scikit-learn's 8×8 digits, no download), cifar10, cifar100
                 (torchvision's files under root), imagefolder (root/train/<class>/*, root/val/<class>/* or
-                root/test/<class>/*), fake (random images, for tests and benchmarks); for task=detection: coco
+                root/test/<class>/*), streaming (an image folder written as shards by ``vitkit prepare``), fake
+                (random images, for tests and benchmarks); for task=detection: coco
                 (COCO-format instances JSON + images under root), digits_detection (digits on 96×96 canvases,
                 generated in COCO format under root, default data/digits_detection).
             root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/;
+                streaming: the folder ``vitkit prepare --to`` wrote;
                 coco: the folder the annotation and image paths are relative to).
             task: what the batches are for; selects how samples become tensors: classification (normalised,
                 augmented float images), generation (uint8 images, resized only) or detection.
@@ -127,6 +130,8 @@ class VisionDataModule(L.LightningDataModule):
             skip_bad_files: replace samples whose file cannot be read (truncated, not an image, over PIL's
                 decompression-bomb limit, ...) with the next readable one, and report them with their count at the
                 end of the run, instead of stopping with the file's name.
+            decode: where classification JPEGs are decoded: cpu (the workers, at a reduced DCT scale) or gpu (the
+                workers plan each crop, the device decodes the batch with nvJPEG; ``vitkit.data.device_decode``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -147,7 +152,9 @@ class VisionDataModule(L.LightningDataModule):
         given = {f.name: self.hparams[f.name] for f in dataclasses.fields(DataOptions) if f.name != "root"}
         self.options = DataOptions(root=Path(root).expanduser() if root else None, **given)
         self.info = self.spec.describe(self.options)
-        self.task_format = format_cls(self.info)
+        self.task_format = format_cls(self.info) if decode == "cpu" else _device_decode_format(self.info, task,
+                                                                                             rand_augment,
+                                                                                             random_erasing)
         self.augment = resolve_augment(augment, self.info.augment, format_cls.presets)
         check_recipe_augment(rand_augment, random_erasing)
         if (rand_augment or random_erasing) and task != "classification":
@@ -242,6 +249,12 @@ class VisionDataModule(L.LightningDataModule):
         log.info("%s: %d train / %d val / %d test samples, %d classes, image size %d, augment=%s", self.dataset_name,
                  len(splits.train), len(splits.val), len(splits.test), self.num_classes, self.image_size,
                  self.augment)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``--data.decode gpu``: the batch's JPEGs decoded on the device it is about to move to."""
+        if isinstance(batch, dict) and "jpeg" in batch:
+            return self.task_format.decode_batch(batch, self.trainer.strategy.root_device)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -343,12 +356,26 @@ def _seed_worker(worker_id: int, rank: int = 0) -> None:
     """Each worker gets its own seed (from the loader's, drawn from its generator, and the process rank):
     albumentations' generator is part of the transform, so without this every forked worker, and every DDP rank,
     would replay the same augmentations."""
+    import cv2
+
+    cv2.setNumThreads(0)  # one thread per worker: the workers are the parallelism; cv2's own pool oversubscribes
     info = get_worker_info()
     seed = int(np.random.SeedSequence([info.seed, rank]).generate_state(1)[0])
     np.random.seed(seed)
     random.seed(seed)
     if hasattr(info.dataset, "reseed"):
         info.dataset.reseed(seed)
+
+
+def _device_decode_format(info, task: str, rand_augment: str | None, random_erasing: float):
+    from vitkit.data.device_decode import DeviceDecodeFormat
+
+    if decode_refused := (task != "classification" and f"task={task!r}") or \
+            ((rand_augment or random_erasing) and "rand_augment / random_erasing"):
+        raise DataError(f"--data.decode gpu cannot serve {decode_refused}", "use --data.decode cpu (the default)")
+    if not torch.cuda.is_available():
+        raise DataError("--data.decode gpu needs a CUDA GPU, and none is visible", "use --data.decode cpu")
+    return DeviceDecodeFormat(info)
 
 
 def _check_positive(**values: int | None) -> None:

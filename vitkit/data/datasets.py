@@ -152,9 +152,24 @@ class FakeSource(Dataset):
 def sample_path(split: Dataset, index: int) -> str:
     """The file behind sample ``index`` of a split (through any ``Subset``s), for messages; ``"sample <i>"`` for
     sources that are not files."""
+    source, index = _source_of(split, index)
+    return source.path(index) if hasattr(source, "path") else f"sample {index}"
+
+
+def raw_sample(split: Dataset, index: int, *, encoded: bool = False) -> dict:
+    """Sample ``index`` of a split; with ``encoded``, from a source that offers it (``encoded(index)``: image files),
+    its image still encoded (``vitkit.data.decode.EncodedImage``) for a transform that decodes it itself."""
+    if encoded:
+        source, source_index = _source_of(split, index)
+        if hasattr(source, "encoded"):
+            return source.encoded(source_index)
+    return split[index]
+
+
+def _source_of(split: Dataset, index: int) -> tuple[Dataset, int]:
     while isinstance(split, Subset):
         split, index = split.dataset, split.indices[index]
-    return split.path(index) if hasattr(split, "path") else f"sample {index}"
+    return split, index
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +199,18 @@ def split_train_val(source: Dataset, labels: np.ndarray, options: DataOptions,
     kept, held = stratified_split(np.asarray(labels)[indices], options.val_split, options.seed)
     held = held[shuffled_order(len(held), options.seed)]
     return Subset(source, indices[kept].tolist()), Subset(source, indices[held].tolist())
+
+
+def folder_splits(train: Dataset, labels: np.ndarray, val: Dataset | None, test: Dataset | None,
+                  options: DataOptions) -> DatasetSplits:
+    """The splits of a set laid out as ImageNet is (image folders, and shards written from them): ``train``; ``val``
+    in a seeded order, else a stratified ``val_split`` of ``train`` (``labels``: its labels); ``test``, else the
+    validation split."""
+    if val is not None:
+        train, val = Subset(train, range(len(train))), Subset(val, shuffled_order(len(val), options.seed).tolist())
+    else:
+        train, val = split_train_val(train, labels, options)
+    return DatasetSplits(train, val, val if test is None else Subset(test, range(len(test))))
 
 
 def shuffled_order(n: int, seed: int) -> np.ndarray:

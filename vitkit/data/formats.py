@@ -24,8 +24,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitkit import boxes as box_ops
-from vitkit.data.collate import pad_collate, stack_collate
-from vitkit.data.datasets import DatasetInfo
+from vitkit.data.collate import normalise_collate, pad_collate, stack_collate
+from vitkit.data.datasets import DatasetInfo, raw_sample
 from vitkit.data.errors import DataError
 from vitkit.data.preprocessing import Preprocessing, normalise
 from vitkit.data.sampling import SampleKey
@@ -58,8 +58,13 @@ class TaskFormat:
 
     def transforms(self, augment: str, image_size: int, seed: int, **recipe):
         """``(train, eval)`` callables ``transform(image=...) -> {"image": ...}`` (albumentations pipelines);
-        ``recipe``: ``rand_augment`` / ``random_erasing`` of ``build_transforms``."""
-        return build_transforms(augment, self.info.augment, image_size, seed=seed, mean=self.info.mean, **recipe)
+        ``recipe``: ``rand_augment`` / ``random_erasing`` of ``build_transforms``. Both also take image files
+        still encoded and decode them at the size they need (``vitkit.data.decoding_pipeline``)."""
+        from vitkit.data.decoding_pipeline import DecodingPipeline
+
+        train, evaluation = build_transforms(augment, self.info.augment, image_size, seed=seed, mean=self.info.mean,
+                                             **recipe)
+        return DecodingPipeline(train), DecodingPipeline(evaluation)
 
     def preprocessing(self, augment: str, image_size: int) -> Preprocessing:
         """What evaluation does to an image of this dataset (``eval`` of ``transforms``, then ``format``)."""
@@ -84,13 +89,23 @@ class NormalisedFormat(TaskFormat):
 
 
 class ClassificationFormat(NormalisedFormat):
-    """Samples ``{"image": float32 (C, H, W), "label": int64 ()}``; batches add a leading ``B``."""
+    """Samples ``{"image": uint8 (C, H, W), "label": int64 ()}``; batches ``{"image": float32 (B, C, H, W)
+    normalised, "label": int64 (B,)}``.
+
+    The pixels stay 8-bit until the batch is made: one normalisation per batch, written straight into the shared
+    memory that carries the batch out of a DataLoader worker (``vitkit.data.collate.normalise_collate``), instead of
+    a float copy per sample, a float stack and a copy into shared memory.
+    """
 
     requires = frozenset({"image", "label"})
 
     def format(self, sample: dict, transform) -> dict[str, Tensor]:
         image = transform(image=sample["image"])["image"]  # (H, W, C) uint8
-        return {"image": self.normalise(image), "label": torch.tensor(sample["label"], dtype=torch.long)}
+        pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # (C, H, W) uint8
+        return {"image": pixels, "label": torch.tensor(sample["label"], dtype=torch.long)}
+
+    def collate(self, samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        return normalise_collate(samples, self.info.mean, self.info.std)
 
 
 class GenerationFormat(TaskFormat):
@@ -214,7 +229,8 @@ class FormattedDataset(Dataset):
     def _load(self, index: int, epoch: int | None) -> dict[str, Tensor]:
         if epoch is not None and hasattr(self.transform, "set_random_state"):
             seed_transform(self.transform, [self.seed, epoch, index])
-        return self.task_format.format(self.samples[index], self.transform)
+        sample = raw_sample(self.samples, index, encoded=getattr(self.transform, "decodes", False))
+        return self.task_format.format(sample, self.transform)
 
     def bad_samples(self) -> list[int]:
         """Indices of the samples skipped so far as unreadable (``skip_bad_files``), in any process."""

@@ -4,14 +4,13 @@ Class names are the sorted folder names under ``train/``; label ``i`` is the ``i
 stratified ``val_split`` fraction of ``train/`` is held out; the test split is ``test/``, else ``val/``, else that
 held-out fraction. Every split must have the same class folders, and every class folder at least one image.
 
-Images are read with PIL into ``uint8 (H, W, 3)`` RGB: EXIF orientation applied, grayscale replicated to three
-channels, 16-bit images scaled to 8 bits, transparent images composited over white (the background a viewer shows),
-palette and CMYK images converted. Anything PIL cannot decode (a truncated or empty file, a file that is not an image
-whatever its extension, an image over PIL's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS``) is a
-``DataError`` naming the file. Class folders are walked following symbolic links, each real folder once: a link that
-leads back to a folder already walked (a loop) is reported and not followed. File names that are not valid UTF-8 are
-kept as the bytes they are (Python's ``surrogateescape``).
-"""
+Images are read (``vitkit.data.decode.read_image``) into ``uint8 (H, W, 3)`` RGB: EXIF orientation applied,
+grayscale replicated to three channels, 16-bit images scaled to 8 bits, transparent images composited over white
+(the background a viewer shows), palette and CMYK images converted. Anything PIL cannot decode (a truncated or empty
+file, a file that is not an image whatever its extension, an image over PIL's decompression-bomb limit
+``PIL.Image.MAX_IMAGE_PIXELS``) is a ``DataError`` naming the file. Class folders are walked following symbolic
+links, each real folder once: a link that leads back to a folder already walked (a loop) is reported and not
+followed. File names that are not valid UTF-8 are kept as the bytes they are (Python's ``surrogateescape``). """
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from vitkit.data.checks import CheckReport
 from vitkit.data.datasets import (
@@ -30,10 +29,10 @@ from vitkit.data.datasets import (
     DataOptions,
     DatasetInfo,
     DatasetSplits,
+    folder_splits,
     register_dataset,
-    shuffled_order,
-    split_train_val,
 )
+from vitkit.data.decode import describe_failure, read_image  # noqa: F401  (read_image: re-exported)
 from vitkit.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -41,52 +40,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 LAYOUT = ("root/train/<class>/<images>, plus root/val/<class>/<images> and/or root/test/<class>/<images> "
           "(without val/, a --data.val_split fraction of train/ is held out)")
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read one image file as RGB ``uint8 (H, W, 3)``; raises ``DataError`` naming the file if it cannot."""
-    from PIL import Image, ImageOps
-
-    try:
-        with warnings.catch_warnings():
-            # PIL only warns between MAX_IMAGE_PIXELS and twice that, then decodes the whole image anyway
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                if "exif" in img.info or img.format in ("TIFF", "MPO"):  # skip the EXIF parse when there is none
-                    img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
-    except Exception as e:  # whatever PIL raises on a malformed file is a problem with that file
-        raise DataError(f"cannot read image {path}: {_describe_failure(e)}", "replace or delete this file") from e
-
-
-def _describe_failure(error: Exception) -> str:
-    from PIL import Image
-
-    if isinstance(error, Image.DecompressionBombWarning | Image.DecompressionBombError):
-        return (f"{error} (over PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels: a file this large "
-                f"is more often a corrupt or hostile header than a photo; resize it if it is genuine)")
-    if isinstance(error, Image.UnidentifiedImageError):
-        return f"not an image PIL recognises ({error})"
-    return f"{type(error).__name__}: {error}"
-
-
-def _to_rgb(img) -> np.ndarray:
-    from PIL import Image
-
-    if img.mode == "RGB":
-        return np.asarray(img)
-    if img.mode in _SIXTEEN_BIT_MODES:  # 16-bit grayscale: 0..65535 → 0..255
-        gray = np.asarray(img, dtype=np.float32) / 257.0
-        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1)  # (H, W, 3)
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return np.asarray(img.convert("RGB"))
 
 
 def _unreadable(path: str, decode: bool) -> str | None:
@@ -104,7 +57,7 @@ def _unreadable(path: str, decode: bool) -> str | None:
     except DataError as e:
         return str(e)
     except Exception as e:  # as read_image
-        return f"cannot read image {path}: {_describe_failure(e)}"
+        return f"cannot read image {path}: {describe_failure(e)}"
     return None
 
 
@@ -121,6 +74,13 @@ class ImageFileSource(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {"image": read_image(self.path(index)), "label": int(self.labels[index])}
+
+    def encoded(self, index: int) -> dict:
+        """The raw sample with its image not yet decoded: ``{"image": EncodedImage, "label"}``, for transforms
+        that decode at the size they need (``vitkit.data.decode``)."""
+        from vitkit.data.decode import read_encoded
+
+        return {"image": read_encoded(self.path(index)), "label": int(self.labels[index])}
 
     def path(self, index: int) -> str:
         return str(self.files[index])
@@ -265,20 +225,22 @@ def check_image_folder(root: Path, *, decode: bool = False) -> CheckReport:
 
 def _build(options: DataOptions, info: DatasetInfo) -> DatasetSplits:
     root = options.root
-    train_source = _list_images(root / "train", info.class_names)
-    if (root / "val").is_dir():
-        train = Subset(train_source, range(len(train_source)))
-        val_source = _list_images(root / "val", info.class_names)
-        val = Subset(val_source, shuffled_order(len(val_source), options.seed).tolist())
-    else:
-        train, val = split_train_val(train_source, train_source.labels, options)
-    if (root / "test").is_dir():
-        test_source = _list_images(root / "test", info.class_names)
-        test = Subset(test_source, range(len(test_source)))
-    else:
+    train = _list_images(root / "train", info.class_names)
+    val = _list_images(root / "val", info.class_names) if (root / "val").is_dir() else None
+    test = _list_images(root / "test", info.class_names) if (root / "test").is_dir() else None
+    if test is None:
         log.info("%s has no test/ folder: the test split is the validation split", root)
-        test = val
-    return DatasetSplits(train, val, test)
+    return folder_splits(train, train.labels, val, test, options)
+
+
+def list_split(root: Path, split: str, classes: tuple[str, ...]) -> ImageFileSource:
+    """The image files of ``root/split/<class>/`` for each class, labelled by class position (``vitkit prepare``)."""
+    return _list_images(root / split, classes)
+
+
+def describe_folder(root: Path) -> DatasetInfo:
+    """Class names and shared size of the image folder at ``root`` (``DataError`` when it is not one)."""
+    return _describe(DataOptions(root=Path(root)))
 
 
 def _check(options: DataOptions, decode: bool = False) -> list[CheckReport]:
