@@ -14,6 +14,7 @@ from PIL import Image
 from vitkit.cli import _predicts_files, main
 from vitkit.data.imagefolder import read_image
 from vitkit.inference import ClassPrediction, Detections, Predictor
+from vitkit.inference.outputs import write_predictions
 from vitkit.tasks.shell import load_task
 
 
@@ -114,8 +115,12 @@ def test_detector_predictions_are_what_detect_writes(detector_ckpt, tmp_path):
         assert (p["image_id"], p["category_id"]) == (d["image_id"], d["category_id"])
         assert p["score"] == pytest.approx(d["score"], abs=1e-4)
         assert p["bbox"] == pytest.approx(d["bbox"], abs=1e-3)
-    results = Predictor.from_checkpoint(detector_ckpt, threshold=0.0)(str(paths[0]))
+    results = Predictor.from_checkpoint(detector_ckpt, threshold=0.0)([str(p) for p in paths])
     assert isinstance(results[0], Detections) and (results[0].height, results[0].width) == (40, 56)
+    rows = list(csv.DictReader(write_predictions(results, tmp_path / "preds.csv").open()))
+    assert len(rows) == 2 * 8 and rows[0]["path"] == str(paths[0]) and rows[0]["class"] in ("a", "b", "c")
+    first = predicted["detections"][0]
+    assert [float(rows[0][k]) for k in "xywh"] == pytest.approx(first["bbox"], abs=0.01)
 
 
 def test_config_predict_still_goes_to_lightning():
