@@ -128,3 +128,13 @@ def test_config_predict_still_goes_to_lightning():
     assert _predicts_files(["--ckpt=m.ckpt", "img/", "--out", "p.csv"])
     assert not _predicts_files(["-c", "configs/vit/digits.yaml", "--ckpt_path", "last.ckpt"])
     assert not _predicts_files(["--config=configs/vit/digits.yaml", "--ckpt", "x"])
+
+
+def test_a_generator_has_nothing_to_predict():
+    from vitkit.data.preprocessing import Preprocessing
+    from vitkit.errors import CheckpointError
+    from vitkit.tasks import GenerationTask
+
+    prep = Preprocessing("generation", 4, "resize", 3, (0.0,) * 3, (1.0,) * 3)
+    with pytest.raises(CheckpointError, match="GenerationTask has nothing to predict from an image"):
+        Predictor(GenerationTask("image_transformer_test"), prep)

@@ -55,7 +55,7 @@ def precision_recall_figure(recall: np.ndarray, precision: np.ndarray, ap: Seque
     left.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title="precision–recall at IoU 0.50")
     left.grid(alpha=0.3)
     if k <= 20:
-        left.legend(fontsize=7, loc="upper right")  # curves start high on the left and fall
+        left.legend(fontsize=7, loc="best")
     y = np.arange(k)
     right.barh(y - 0.2, np.nan_to_num(ap), height=0.4, label="AP (IoU 0.50:0.95)")
     right.barh(y + 0.2, np.nan_to_num(ap50), height=0.4, label="AP50")
