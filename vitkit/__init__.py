@@ -24,16 +24,20 @@ register_timm_models()
 
 __all__ = [
     "DETR", "CvT", "CvTConfig", "CvTStageConfig", "DETRConfig", "ImageTransformer", "ImageTransformerConfig",
-    "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "from_pretrained", "list_models",
-    "push_to_hub", "save_pretrained",
+    "Predictor", "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "from_pretrained",
+    "list_models", "push_to_hub", "save_pretrained",
 ]
 
 
 def __getattr__(name: str):
-    # The datamodule needs lightning and albumentations; import it only when asked, so that `import vitkit`
-    # (and `vitkit.models`) stay pure PyTorch.
+    # The datamodule and the Predictor need lightning and albumentations; import them only when asked, so that
+    # `import vitkit` (and `vitkit.models`) stay pure PyTorch.
     if name == "VisionDataModule":
         from vitkit.data import VisionDataModule
 
         return VisionDataModule
+    if name == "Predictor":  # needs the tasks, hence lightning
+        from vitkit.inference import Predictor
+
+        return Predictor
     raise AttributeError(f"module 'vitkit' has no attribute {name!r}")

@@ -63,14 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] == "predict" and _predicts_files(argv[1:]):  # vitkit predict --ckpt CKPT PATH... --out FILE
+        return _run_command("predict", "predict", argv[1:])
     if argv and argv[0] in COMMANDS:
-        module = importlib.import_module(f"vitkit.commands.{COMMANDS[argv[0]]}")
-        parser = CommandParser(prog=f"vitkit {argv[0]}", description=module.__doc__, allow_abbrev=False)
-        module.add_arguments(parser)
-        if getattr(module, "TAKES_DATA_FLAGS", False):  # check-data: --data.* as for fit, parsed by the module
-            args, extra = parser.parse_known_args(argv[1:])
-            return module.run(args, extra)
-        return module.run(parser.parse_args(argv[1:]))
+        return _run_command(argv[0], COMMANDS[argv[0]], argv[1:])
     if not argv or argv[0] in ("-h", "--help"):
         _print_usage()
         return 0
@@ -81,6 +77,24 @@ def _dispatch(argv: list[str]) -> int:
 
     run_lightning_cli(argv)
     return 0
+
+
+def _predicts_files(args: list[str]) -> bool:
+    """``vitkit predict`` on image files (``--ckpt`` without a config), not Lightning's predict over a test split."""
+    def given(*flags: str) -> bool:
+        return any(a in flags or a.startswith(tuple(f"{f}=" for f in flags)) for a in args)
+
+    return given("--ckpt") and not given("-c", "--config")
+
+
+def _run_command(name: str, module_name: str, args: list[str]) -> int:
+    module = importlib.import_module(f"vitkit.commands.{module_name}")
+    parser = CommandParser(prog=f"vitkit {name}", description=module.__doc__, allow_abbrev=False)
+    module.add_arguments(parser)
+    if getattr(module, "TAKES_DATA_FLAGS", False):  # check-data: --data.* as for fit, parsed by the module
+        known, extra = parser.parse_known_args(args)
+        return module.run(known, extra)
+    return module.run(parser.parse_args(args))
 
 
 _BOILERPLATE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",

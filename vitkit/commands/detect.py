@@ -40,40 +40,40 @@ def run(args: argparse.Namespace) -> int:
 def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, threshold: float = 0.7,
                  device: str | None = None, attention: int = 0) -> dict:
     """Run the checkpoint's detector on ``files``; write drawings and JSON under ``out`` (and the cross-attention
-    figures of the ``attention`` best detections per image); returns a summary."""
+    figures of the ``attention`` best detections per image); returns a summary. Images are prepared, and detections
+    recorded, as ``vitkit predict`` does (``vitkit.inference``)."""
     import torch
 
     from vitkit.data.imagefolder import read_image
-    from vitkit.detection import to_coco_results
+    from vitkit.inference import Predictor
+    from vitkit.inference.outputs import coco_records
     from vitkit.tasks import DetectionTask
-    from vitkit.tasks.shell import load_task
     from vitkit.viz.detections import draw_detections
     from vitkit.viz.detr_attention import detr_cross_attention_maps
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    task = load_task(ckpt, expected=DetectionTask).to(device)
-    preprocess = saved_preprocessing(task, ckpt)
+    predictor = Predictor.from_checkpoint(ckpt, expected=DetectionTask, threshold=threshold, device=device)
+    task = predictor.task
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    results, images, stems = [], [], set()
-    for image_id, path in enumerate(files, start=1):
+    results, stems = [], set()
+    for path in files:
         rgb = read_image(path)  # (H, W, 3) uint8
-        x = preprocess(rgb)[None].to(device)  # (1, C, h, w)
+        x = predictor.preprocessing(rgb)[None].to(predictor.device)  # (1, C, h, w)
         outputs, maps = detr_cross_attention_maps(task.model, x)  # maps (1, Q, h, w) at the model's input size
-        det = task.detections(outputs, torch.tensor([rgb.shape[:2]]), threshold=threshold)[0]
-        labels = [task.category_ids.index(c) for c in det["labels"].tolist()]
-        drawing = draw_detections(rgb, det["boxes"].tolist(), [task.class_names[i] for i in labels],
-                                  det["scores"].tolist(), class_ids=labels)
+        found = predictor.detections(outputs, [rgb.shape[:2]], [str(path)])[0]
+        labels = [task.category_ids.index(o.category_id) for o in found.objects]
+        drawing = draw_detections(rgb, [o.box for o in found.objects], [o.name for o in found.objects],
+                                  [o.score for o in found.objects], class_ids=labels)
         stem = _unique_stem(Path(path).stem, stems)
         drawing.save(folder / f"{stem}.png")
-        if attention > 0 and len(det["queries"]):
+        if attention > 0 and found.objects:
+            det = task.detections(outputs, torch.tensor([rgb.shape[:2]]), threshold=threshold)[0]  # with queries
             _attention_figure(rgb, maps[0], det, task.class_names, labels, attention, folder / f"{stem}_attention.png")
-        xywh = task.detections(outputs, torch.tensor([rgb.shape[:2]]), box_format="xywh", threshold=threshold)
-        results += to_coco_results(xywh, [image_id])
-        images.append({"id": image_id, "file_name": str(path), "height": rgb.shape[0], "width": rgb.shape[1]})
-    (folder / "detections.json").write_text(json.dumps(results))
+        results.append(found)
+    images, detections = coco_records(results)
+    (folder / "detections.json").write_text(json.dumps(detections))
     (folder / "images.json").write_text(json.dumps(images, indent=1))
-    return {"folder": folder, "detections": len(results)}
+    return {"folder": folder, "detections": len(detections)}
 
 
 def _attention_figure(rgb, maps, det, class_names, labels, k, path) -> None:
@@ -85,17 +85,6 @@ def _attention_figure(rgb, maps, det, class_names, labels, k, path) -> None:
     maps = F.interpolate(maps[queries.to(maps.device)][:, None], size=rgb.shape[:2], mode="bilinear")[:, 0]
     titles = [f"{class_names[labels[i]]} {det['scores'][i]:.2f} (query {int(q)})" for i, q in enumerate(queries)]
     query_attention_figure(rgb, maps.clamp(0, 1), det["boxes"][:k].tolist(), titles, path)
-
-
-def saved_preprocessing(task, ckpt: str | Path):
-    """The ``Preprocessing`` a checkpoint's data used (``vitkit.data.preprocessing``)."""
-    from vitkit.data.preprocessing import Preprocessing
-    from vitkit.errors import CheckpointError
-
-    if task.preprocessing is None:
-        raise CheckpointError(f"{ckpt} does not say how its images were prepared (no saved preprocessing)",
-                              "use a checkpoint of `vitkit fit`, or of a Trainer run with a VisionDataModule")
-    return Preprocessing.from_dict(task.preprocessing)
 
 
 def _unique_stem(stem: str, taken: set[str]) -> str:

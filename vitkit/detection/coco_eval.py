@@ -12,8 +12,10 @@ import contextlib
 import io
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -56,10 +58,33 @@ def ground_truth_from_targets(records: Sequence[dict], category_ids: Sequence[in
 def evaluate(gt, results: list[dict], *, image_ids: Sequence[int] | None = None) -> dict[str, float]:
     """``COCOeval`` box metrics of ``results`` (COCO results entries) against ``gt``, restricted to ``image_ids``
     (default: all ground-truth images). No detections at all gives zeros."""
+    return evaluate_per_class(gt, results, image_ids=image_ids)[0]
+
+
+@dataclass(frozen=True)
+class PerClass:
+    """Per-category results read from ``COCOeval``'s precision array ``(T IoUs, R recalls, K, areas, max dets)``
+    at all areas and 100 detections per image. NaN for a category without ground truth.
+
+    ``ap``: mean precision over IoU 0.50:0.95 and the 101 recall thresholds (each category's share of COCO's AP);
+    ``ap50`` / ``ap75``: the same at one IoU; ``precision``: ``(K, R)`` at IoU 0.50 against ``recall`` ``(R,)``.
+    """
+
+    category_ids: tuple[int, ...]
+    ap: np.ndarray
+    ap50: np.ndarray
+    ap75: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+
+
+def evaluate_per_class(gt, results: list[dict], *,
+                       image_ids: Sequence[int] | None = None) -> tuple[dict[str, float], PerClass | None]:
+    """``evaluate``'s metrics and the per-category table (``None`` when there are no detections)."""
     from pycocotools.cocoeval import COCOeval
 
     if not results:
-        return {name: 0.0 for name in STAT_NAMES}
+        return {name: 0.0 for name in STAT_NAMES}, None
     quiet = io.StringIO()
     with contextlib.redirect_stdout(quiet):  # pycocotools prints its progress and table
         dt = gt.loadRes([dict(r) for r in results])
@@ -70,7 +95,24 @@ def evaluate(gt, results: list[dict], *, image_ids: Sequence[int] | None = None)
         ev.accumulate()
         ev.summarize()
     log.info("COCO evaluation:\n%s", quiet.getvalue())
-    return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats[:6], strict=True)}
+    metrics = {name: float(v) for name, v in zip(STAT_NAMES, ev.stats[:6], strict=True)}
+    return metrics, _per_class(ev)
+
+
+def _per_class(ev) -> PerClass:
+    precision = ev.eval["precision"][:, :, :, 0, -1]  # (T, R, K): all areas, the largest max-detections
+    valid = precision > -1  # -1: a category without ground truth
+    masked = np.where(valid, precision, np.nan)
+
+    def mean(x: np.ndarray) -> np.ndarray:  # over every axis but the category one (last)
+        x = x.reshape(-1, x.shape[-1])
+        counts = (~np.isnan(x)).sum(axis=0)
+        return np.divide(np.nansum(x, axis=0), counts, out=np.full(x.shape[1], np.nan), where=counts > 0)
+
+    iou = np.asarray(ev.params.iouThrs)
+    at = {t: int(np.argmin(np.abs(iou - t))) for t in (0.5, 0.75)}
+    return PerClass(tuple(int(c) for c in ev.params.catIds), mean(masked), mean(masked[at[0.5]]),
+                    mean(masked[at[0.75]]), np.asarray(ev.params.recThrs), masked[at[0.5]].T)
 
 
 def as_tensor_sizes(targets: Sequence[dict[str, Any]]) -> Tensor:

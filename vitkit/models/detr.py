@@ -126,7 +126,7 @@ class DETR(nn.Module):
 
     def forward(self, images: Tensor, pixel_mask: Tensor | None = None) -> dict:
         features, valid = self.forward_backbone(images, pixel_mask)  # (B, Cb, h, w), (B, h, w)
-        memory, pos, mask = self.forward_encoder(features, valid)
+        memory, pos, mask = self.forward_encoder(features, valid, padded=pixel_mask is not None)
         hs = self.forward_decoder(memory, pos, mask)  # (L, B, Q, C)
         return self.forward_heads(hs)
 
@@ -149,11 +149,14 @@ class DETR(nn.Module):
             valid = F.interpolate(pixel_mask[:, None].float(), size=(h, w), mode="nearest")[:, 0] > 0.5
         return features, valid
 
-    def forward_encoder(self, features: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Memory ``(B, h·w, C)``, its positions ``(B, h·w, C)`` and key mask (None when nothing is padding)."""
+    def forward_encoder(self, features: Tensor, valid: Tensor, *,
+                        padded: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Memory ``(B, h·w, C)``, its positions ``(B, h·w, C)`` and key mask (None when nothing is padding).
+        ``padded=False`` (no pixel mask was given) skips looking at ``valid``: a branch on its values is data-dependent,
+        which ``torch.export`` cannot trace."""
         x = self.input_proj(features).flatten(2).transpose(1, 2)  # (B, h·w, C)
         pos = masked_sine_2d(valid, self.config.dim).to(x.dtype)  # (B, h·w, C)
-        mask = None if bool(valid.all()) else masks.key_padding(valid.flatten(1))  # (B, 1, 1, h·w)
+        mask = masks.key_padding(valid.flatten(1)) if padded and not bool(valid.all()) else None  # (B, 1, 1, h·w)
         for block in self.encoder:
             x = run_block(block, x, pos=pos, mask=mask, checkpoint=self.grad_checkpointing)
         return x, pos, mask

@@ -183,6 +183,8 @@ class ImageTransformer(nn.Module):
         if images.ndim != 4 or tuple(images.shape[1:]) != (C, H, H):
             raise ValueError(f"expected images of shape (B, {C}, {H}, {H}) (in_chans={C}, img_size={H}), got "
                              f"{tuple(images.shape)}")
+        if torch.compiler.is_exporting():  # the value checks below branch on data, which an exported graph cannot
+            return  # keep: the exported model's caller passes whole intensities in [0, 255]
         if images.is_floating_point() and images.numel() and not torch.equal(images, images.round()):
             raise TypeError(f"expected integer intensities in [0, 255] (uint8 or long), got {images.dtype} values "
                             "that are not whole numbers (normalised images?); the generation datamodule yields uint8 "
@@ -195,6 +197,8 @@ class ImageTransformer(nn.Module):
         k = self.config.num_classes
         if k == 0 and y is not None:
             raise ValueError("this model is unconditional (num_classes=0) but class labels were given")
+        if k > 0 and torch.compiler.is_exporting():  # no branch on the labels' values in an exported graph
+            return
         if k > 0 and (y is None or y.shape != (batch,) or y.min() < 0 or y.max() >= k):
             got = None if y is None else f"{tuple(y.shape)} in [{int(y.min())}, {int(y.max())}]"
             raise ValueError(f"this model is class-conditional: give labels y of shape ({batch},) in [0, {k}), "

@@ -12,19 +12,23 @@ random erasing act on the data (``VisionDataModule(rand_augment=..., random_eras
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from vitkit.errors import ConfigError
 from vitkit.tasks.layer_decay import layer_decay_scale
 from vitkit.tasks.optim import warmup_cosine_scheduler
 from vitkit.tasks.prediction_writer import ClassificationPredictionWriter
+from vitkit.tasks.reports import summary, write_csv
 from vitkit.tasks.shell import TaskShell
+
+log = logging.getLogger(__name__)
 
 
 class ClassificationTask(TaskShell):
@@ -112,6 +116,9 @@ class ClassificationTask(TaskShell):
             key: MulticlassAccuracy(self.num_classes, top_k=k, average="micro")
             for (_, k), key in self.metric_keys.items()
         })
+        # per-class accuracy and confusions of the raw model (`report_confusion`); metric states stay out of
+        # state_dict, so checkpoints are unchanged
+        self.confusion = nn.ModuleDict({s: MulticlassConfusionMatrix(self.num_classes) for s in ("val", "test")})
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -166,6 +173,42 @@ class ClassificationTask(TaskShell):
         images, labels = batch["image"], batch["label"]
         logits = model(images)  # (B, K)
         self._log(stage, F.cross_entropy(logits, labels), logits, labels)
+        if stage in self.confusion:
+            self.confusion[stage].update(logits.detach(), labels)
+
+    def on_validation_epoch_end(self) -> None:
+        self.report_confusion("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.report_confusion("test")
+
+    def report_confusion(self, stage: str) -> Tensor:
+        """The ``stage``'s confusion matrix ``(K, K)`` (rows: true class, columns: predicted; summed over processes),
+        written to ``<run>/evaluation/{stage}_confusion_matrix.csv|png`` with ``{stage}_per_class_accuracy.csv``
+        (rewritten at each validation); after a test, per-class accuracy is also logged. Resets the counts."""
+        matrix = self.confusion[stage].compute().cpu()  # (K, K) on every process: it synchronises
+        self.confusion[stage].reset()
+        folder = self.report_folder()
+        if folder is None or not matrix.sum():
+            return matrix
+        from vitkit.viz.evaluation import confusion_matrix_figure
+
+        support = matrix.sum(dim=1)  # (K,) images per true class
+        accuracy = (matrix.diag() / support.clamp(min=1)).where(support > 0, torch.nan).tolist()
+        names = list(self.class_names)
+        write_csv(folder / f"{stage}_per_class_accuracy.csv", ["class", "images", "correct", "accuracy"],
+                  [[n, int(s), int(c), a] for n, s, c, a in zip(names, support, matrix.diag(), accuracy, strict=True)])
+        write_csv(folder / f"{stage}_confusion_matrix.csv", ["true \\ predicted", *names],
+                  [[n, *row] for n, row in zip(names, matrix.tolist(), strict=True)])
+        overall = float(matrix.diag().sum() / matrix.sum())
+        epoch = f", epoch {self.current_epoch}" if stage == "val" else ""
+        confusion_matrix_figure(matrix.numpy(), names, folder / f"{stage}_confusion_matrix.png",
+                                title=f"{stage} confusion matrix{epoch}: accuracy {overall:.3f} on "
+                                      f"{int(matrix.sum())} images")
+        if stage == "test":
+            log.info("%s\nconfusion matrix and tables: %s", summary("test per-class accuracy", names, accuracy),
+                     folder)
+        return matrix
 
     def _log(self, stage: str, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
         n = len(labels)

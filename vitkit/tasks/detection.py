@@ -176,13 +176,37 @@ class DetectionTask(TaskShell):
         if not records:
             return
         gt = self._ground_truth(stage, records)
-        metrics = coco_eval.evaluate(gt, results, image_ids=[r["image_id"] for r in records])
+        metrics, per_class = coco_eval.evaluate_per_class(gt, results, image_ids=[r["image_id"] for r in records])
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, prog_bar=name in ("AP", "AP50"), sync_dist=False)
         self.last_predictions = results
         log_dir = self.trainer.log_dir  # on every process: Lightning broadcasts it from rank zero
         if self.hparams.predictions_file and self.trainer.is_global_zero and log_dir:
             self.export_predictions(Path(log_dir) / self.hparams.predictions_file)
+        folder = self.report_folder()
+        if folder is not None and per_class is not None:
+            self.report_per_class(stage, per_class, metrics, folder)
+
+    def report_per_class(self, stage: str, per_class: coco_eval.PerClass, metrics: dict[str, float],
+                         folder: Path) -> None:
+        """``{stage}_per_class_ap.csv`` (class, category id, AP, AP50, AP75) and ``{stage}_precision_recall.png``
+        under ``folder`` (rewritten at each validation); after a test, per-class AP is also logged."""
+        from vitkit.tasks.reports import summary, write_csv
+        from vitkit.viz.evaluation import precision_recall_figure
+
+        names = [self.class_names[self.category_ids.index(c)] if c in self.category_ids else str(c)
+                 for c in per_class.category_ids]
+        rows = zip(names, per_class.category_ids, per_class.ap.tolist(), per_class.ap50.tolist(),
+                   per_class.ap75.tolist(), strict=True)
+        write_csv(folder / f"{stage}_per_class_ap.csv", ["class", "category_id", "AP", "AP50", "AP75"],
+                  [list(r) for r in rows])
+        epoch = f", epoch {self.current_epoch}" if stage == "val" else ""
+        precision_recall_figure(per_class.recall, per_class.precision, per_class.ap, per_class.ap50, names,
+                                folder / f"{stage}_precision_recall.png",
+                                title=f"{stage}{epoch}: AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}")
+        if stage == "test":
+            log.info("%s\nper-class table and precision-recall figure: %s",
+                     summary("test per-class AP (IoU 0.50:0.95)", names, per_class.ap.tolist()), folder)
 
     def _ground_truth(self, stage: str, records: list[dict]):
         source = getattr(self.trainer.datamodule, "coco_ground_truth", None) if self._trainer else None

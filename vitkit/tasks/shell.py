@@ -15,6 +15,7 @@ keeps its objective — loss, metrics, learning-rate schedule and ``lr_scale`` �
   epoch; Lightning's ``save_last`` only refreshes it when the best one improves). A checkpoint records the task's
   class (so ``load_task`` rebuilds it without running pickled code), its class names and the data's preprocessing
   (``vitkit.data.preprocessing``), which inference, ``vitkit detect`` and exports use.
+- **Evaluation reports**: per-class tables and figures go to ``<run folder>/evaluation/`` (``report_folder``).
 - **Optimiser groups**: AdamW groups without weight decay for biases, norms and what the model's
   ``no_weight_decay()`` lists, each at ``lr × lr_scale(name)``.
 """
@@ -114,6 +115,16 @@ class TaskShell(L.LightningModule):
         for group in groups:
             group["lr"] = lr * group["lr_scale"]
         return groups
+
+    # -- evaluation reports ----------------------------------------------------------------------------------------
+    def report_folder(self) -> Path | None:
+        """Where an evaluation's per-class tables and figures go, ``<run folder>/evaluation``, on process 0; ``None``
+        on the other processes, during the sanity check and without a trainer. Call it on every process."""
+        trainer = self._trainer
+        if trainer is None or trainer.sanity_checking:
+            return None
+        log_dir = trainer.log_dir  # on every process: Lightning broadcasts it from rank zero
+        return Path(log_dir or trainer.default_root_dir) / "evaluation" if trainer.is_global_zero else None
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
     def configure_callbacks(self) -> list[Callback]:
