@@ -161,6 +161,7 @@ class MultiScaleDeformableAttention(nn.Module):
         elif reference_points.shape[-1] == 4:
             locations = ref[..., :2] + offsets / P * ref[..., 2:] * 0.5
         else:
-            raise ValueError(f"reference_points must end in 2 (points) or 4 (boxes), got {tuple(reference_points.shape)}")
+            raise ValueError(f"reference_points must end in 2 (points) or 4 (boxes), got "
+                             f"{tuple(reference_points.shape)}")
         sample = deformable_sample if self.fused else deformable_sample_reference
         return self.output_proj(sample(v, shapes, locations, weights))
