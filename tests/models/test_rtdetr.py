@@ -1,0 +1,178 @@
+"""vitkit RT-DETR against Hugging Face RTDetrForObjectDetection with converted random weights, and its contracts."""
+
+import re
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vitkit import create_model
+from vitkit.build import create_model_and_report
+from vitkit.errors import ConfigError
+from vitkit.models import build_config, list_models
+from vitkit.models.rtdetr_encoder import RepVggBlock, fold_repvgg
+from vitkit.weights import CheckpointError
+
+BLOCKS = {"resnet18d": ("basic", (2, 2, 2, 2)), "resnet34d": ("basic", (3, 4, 6, 3)),
+          "resnet50d": ("bottleneck", (3, 4, 6, 3)), "resnet101d": ("bottleneck", (3, 4, 23, 3))}
+
+
+def hf_config(name, **overrides):
+    """Hugging Face's RTDetrConfig for vitkit preset ``name`` (its RTDetrResNet = PResNet-vd backbone)."""
+    from transformers import RTDetrConfig, RTDetrResNetConfig
+
+    c = build_config(name, **overrides)
+    kind, depths = BLOCKS[c.backbone]
+    kw = c.backbone_kwargs or {}
+    channels = kw.get("channels", (64, 128, 256, 512))
+    hidden = [ch * (4 if kind == "bottleneck" else 1) for ch in channels]
+    backbone = RTDetrResNetConfig(embedding_size=2 * kw.get("stem_width", 32), hidden_sizes=hidden,
+                                  depths=list(kw.get("layers", depths)), layer_type=kind,
+                                  out_features=["stage2", "stage3", "stage4"])
+    return RTDetrConfig(backbone_config=backbone, encoder_in_channels=hidden[1:], encoder_hidden_dim=c.encoder_dim,
+                        encoder_attention_heads=c.encoder_heads, encoder_ffn_dim=c.encoder_ffn_dim,
+                        hidden_expansion=c.expansion, d_model=c.dim, decoder_in_channels=[c.encoder_dim] * 3,
+                        decoder_attention_heads=c.num_heads, decoder_ffn_dim=c.dec_ffn_dim,
+                        decoder_layers=c.dec_depth, num_queries=c.num_queries, num_labels=c.num_classes,
+                        num_denoising=c.num_denoising, decoder_n_points=c.num_points)
+
+
+def hf_rtdetr(name="rtdetr_test", **overrides):
+    """A random HF RT-DETR: random norms and BatchNorm statistics, unit-gain layers, so that all of it matters."""
+    from transformers import RTDetrForObjectDetection
+
+    torch.manual_seed(0)
+    model = RTDetrForObjectDetection(hf_config(name, **overrides)).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module).__name__.endswith(("BatchNorm2d", "LayerNorm")):  # frozen ones too
+                module.weight.normal_(1.0, 0.2)
+                module.bias.normal_(0.0, 0.2)
+            if hasattr(module, "running_var"):
+                module.running_mean.normal_(0.0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):  # HF's N(0, 0.01) makes near-ties
+                module.weight.normal_(0.0, module.weight[0].numel() ** -0.5)
+                if module.bias is not None:
+                    module.bias.normal_(0.0, 0.1)
+    return model
+
+
+def save(state_dict, path):
+    save_file({k: v.detach().clone().contiguous() for k, v in state_dict.items()}, str(path))
+    return path
+
+
+def max_diff(ours, hf, size):
+    images = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = ours.eval()(images)
+        b = hf(pixel_values=images)
+    return max((a["pred_logits"] - b.logits).abs().max().item(), (a["pred_boxes"] - b.pred_boxes).abs().max().item())
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("backbone", ["resnet18d", "resnet50d"])
+def test_equals_hugging_face(tmp_path, backbone):
+    """Basic (R18/R34) and bottleneck (R50/R101) blocks, a square and a non-square size."""
+    hf = hf_rtdetr(backbone=backbone)
+    path = save(hf.state_dict(), tmp_path / "hf.safetensors")
+    ours, report = create_model_and_report("rtdetr_test", backbone=backbone, checkpoint=path)
+    assert report.reinitialized == [] and report.skipped == [] and "Hugging Face" in report.notes[0]
+    assert count(ours) == count(hf)
+    for size in ((128, 128), (96, 160)):
+        assert max_diff(ours, hf, size) <= 1e-4, size
+
+
+def test_equals_hugging_face_hub_era_layout(tmp_path):
+    """Hub files predate transformers 5: encoder.encoder, out_proj, layers.N.fc1, heads also at the top level."""
+    hf = hf_rtdetr()
+    old = {}
+    for key, value in hf.state_dict().items():
+        key = key.replace("encoder.aifi.", "encoder.encoder.").replace(".o_proj.", ".out_proj.")
+        old[re.sub(r"layers\.(\d+)\.mlp\.", r"layers.\1.", key)] = value
+        if m := re.match(r"model\.decoder\.((?:class|bbox)_embed\..+)", key):
+            old[m[1]] = value
+    ours = create_model("rtdetr_test", checkpoint=save(old, tmp_path / "old.safetensors"))
+    assert max_diff(ours, hf, (64, 96)) <= 1e-4
+
+
+def test_new_class_count_reinitialises_only_the_class_heads(tmp_path):
+    path = save(hf_rtdetr().state_dict(), tmp_path / "five.safetensors")
+    model, report = create_model_and_report("rtdetr_test", num_classes=3, checkpoint=path)
+    heads = ("enc_score_head.", "decoder.class_heads.", "denoising_class_embed.")
+    assert report.reinitialized and all(k.startswith(heads) for k in report.reinitialized)
+    assert {k.split(".")[0] for k in report.reinitialized} == {"enc_score_head", "decoder", "denoising_class_embed"}
+    assert "re-initialised" in str(report)
+    assert model(torch.randn(1, 3, 64, 64))["pred_logits"].shape == (1, 10, 3)
+
+
+def test_checkpoint_of_another_variant_names_the_keys(tmp_path):
+    path = save(hf_rtdetr(backbone="resnet50d").state_dict(), tmp_path / "r50.safetensors")
+    with pytest.raises(CheckpointError, match=r"(?s)backbone 'resnet18d'.*conv3"):
+        create_model("rtdetr_test", checkpoint=path)
+
+
+def test_forward_contract_any_size():
+    model = create_model("rtdetr_test").eval()
+    out = model(torch.randn(2, 3, 70, 100))  # not a multiple of 32: padded
+    assert out["pred_logits"].shape == (2, 10, 5) and out["pred_boxes"].shape == (2, 10, 4)
+    assert len(out["aux_outputs"]) == 1 and out["enc_outputs"]["pred_boxes"].shape == (2, 10, 4)
+    assert "aux_outputs" not in create_model("rtdetr_test", aux_loss=False).eval()(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="pixel_mask must be a boolean"):
+        model(torch.randn(1, 3, 64, 64), torch.ones(1, 64, 64))
+
+
+def test_padding_keeps_boxes_relative_to_the_image():
+    """A 64×80 image is padded to 64×96: the boxes equal those of the explicitly padded image, rescaled."""
+    model = create_model("rtdetr_test").eval()
+    image = torch.randn(1, 3, 64, 80)
+    padded = torch.nn.functional.pad(image, [0, 16])
+    with torch.no_grad():
+        a, b = model(image), model(padded)
+    assert torch.allclose(a["pred_logits"], b["pred_logits"])
+    assert torch.allclose(a["pred_boxes"], b["pred_boxes"] * torch.tensor([96 / 80, 1, 96 / 80, 1]))
+
+
+def test_more_queries_than_encoder_tokens_is_a_config_error():
+    model = create_model("rtdetr_test", num_queries=50).eval()
+    with pytest.raises(ConfigError, match=r"num_queries=50 exceeds the 42 encoder tokens"):
+        model(torch.randn(1, 3, 32, 64))  # levels (4, 8), (2, 4), (1, 2): 32 + 8 + 2 tokens
+
+
+def test_repvgg_folded_equals_unfolded():
+    torch.manual_seed(0)
+    block = RepVggBlock(8)
+    with torch.no_grad():
+        for bn in (block.conv1.norm, block.conv2.norm):
+            bn.running_mean.normal_(0, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.normal_(1, 0.3)
+            bn.bias.normal_(0, 0.3)
+    block.eval()
+    x = torch.randn(2, 8, 9, 7)
+    unfolded = block(x)
+    block.fold()
+    assert (block(x) - unfolded).abs().max().item() <= 1e-5
+    model = create_model("rtdetr_test").eval()
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(image)["pred_boxes"]
+        assert fold_repvgg(model) == 12  # 3 per CSP block, 4 CSP blocks
+        assert (model(image)["pred_boxes"] - before).abs().max().item() <= 1e-5
+    assert not any("folded" in k for k in model.state_dict())
+
+
+@pytest.mark.parametrize("name", list_models("rtdetr_r*"))
+def test_presets_on_the_meta_device_have_hugging_faces_parameter_count(name):
+    from transformers import RTDetrForObjectDetection
+
+    with torch.device("meta"):
+        ours = count(create_model(name))
+        theirs = count(RTDetrForObjectDetection(hf_config(name)))
+    assert ours == theirs, name
+    paper = {"rtdetr_r18vd": 20e6, "rtdetr_r34vd": 31e6, "rtdetr_r50vd": 42e6, "rtdetr_r101vd": 76e6}[name]
+    assert abs(ours - paper) / paper < 0.05, (name, ours)
