@@ -23,7 +23,7 @@ def hf_config(name, **overrides):
 
     c = build_config(name, **overrides)
     kind, depths = BLOCKS[c.backbone]
-    kw = c.backbone_kwargs or {}
+    kw = dict(c.backbone_kwargs)
     channels = kw.get("channels", (64, 128, 256, 512))
     hidden = [ch * (4 if kind == "bottleneck" else 1) for ch in channels]
     backbone = RTDetrResNetConfig(embedding_size=2 * kw.get("stem_width", 32), hidden_sizes=hidden,
@@ -58,13 +58,23 @@ def hf_rtdetr(name="rtdetr_test", **overrides):
     return model
 
 
+@pytest.fixture(scope="module")
+def hf18():
+    return hf_rtdetr()
+
+
+@pytest.fixture(scope="module")
+def hf50():
+    return hf_rtdetr(backbone="resnet50d")
+
+
 def save(state_dict, path):
     save_file({k: v.detach().clone().contiguous() for k, v in state_dict.items()}, str(path))
     return path
 
 
-def max_diff(ours, hf, size):
-    images = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+def max_diff(ours, hf, size, batch=2):
+    images = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a = ours.eval()(images)
         b = hf(pixel_values=images)
@@ -76,9 +86,9 @@ def count(model):
 
 
 @pytest.mark.parametrize("backbone", ["resnet18d", "resnet50d"])
-def test_equals_hugging_face(tmp_path, backbone):
+def test_equals_hugging_face(tmp_path, backbone, request):
     """Basic (R18/R34) and bottleneck (R50/R101) blocks, a square and a non-square size."""
-    hf = hf_rtdetr(backbone=backbone)
+    hf = request.getfixturevalue("hf18" if backbone == "resnet18d" else "hf50")
     path = save(hf.state_dict(), tmp_path / "hf.safetensors")
     ours, report = create_model_and_report("rtdetr_test", backbone=backbone, checkpoint=path)
     assert report.reinitialized == [] and report.skipped == [] and "Hugging Face" in report.notes[0]
@@ -87,9 +97,9 @@ def test_equals_hugging_face(tmp_path, backbone):
         assert max_diff(ours, hf, size) <= 1e-4, size
 
 
-def test_equals_hugging_face_hub_era_layout(tmp_path):
+def test_equals_hugging_face_hub_era_layout(tmp_path, hf18):
     """Hub files predate transformers 5: encoder.encoder, out_proj, layers.N.fc1, heads also at the top level."""
-    hf = hf_rtdetr()
+    hf = hf18
     old = {}
     for key, value in hf.state_dict().items():
         key = key.replace("encoder.aifi.", "encoder.encoder.").replace(".o_proj.", ".out_proj.")
@@ -100,8 +110,8 @@ def test_equals_hugging_face_hub_era_layout(tmp_path):
     assert max_diff(ours, hf, (64, 96)) <= 1e-4
 
 
-def test_new_class_count_reinitialises_only_the_class_heads(tmp_path):
-    path = save(hf_rtdetr().state_dict(), tmp_path / "five.safetensors")
+def test_new_class_count_reinitialises_only_the_class_heads(tmp_path, hf18):
+    path = save(hf18.state_dict(), tmp_path / "five.safetensors")
     model, report = create_model_and_report("rtdetr_test", num_classes=3, checkpoint=path)
     heads = ("enc_score_head.", "decoder.class_heads.", "denoising_class_embed.")
     assert report.reinitialized and all(k.startswith(heads) for k in report.reinitialized)
@@ -110,8 +120,8 @@ def test_new_class_count_reinitialises_only_the_class_heads(tmp_path):
     assert model(torch.randn(1, 3, 64, 64))["pred_logits"].shape == (1, 10, 3)
 
 
-def test_checkpoint_of_another_variant_names_the_keys(tmp_path):
-    path = save(hf_rtdetr(backbone="resnet50d").state_dict(), tmp_path / "r50.safetensors")
+def test_checkpoint_of_another_variant_names_the_keys(tmp_path, hf50):
+    path = save(hf50.state_dict(), tmp_path / "r50.safetensors")
     with pytest.raises(CheckpointError, match=r"(?s)backbone 'resnet18d'.*conv3"):
         create_model("rtdetr_test", checkpoint=path)
 
@@ -176,3 +186,14 @@ def test_presets_on_the_meta_device_have_hugging_faces_parameter_count(name):
     assert ours == theirs, name
     paper = {"rtdetr_r18vd": 20e6, "rtdetr_r34vd": 31e6, "rtdetr_r50vd": 42e6, "rtdetr_r101vd": 76e6}[name]
     assert abs(ours - paper) / paper < 0.05, (name, ours)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rtdetr_r18vd", "rtdetr_r50vd"])
+def test_full_size_presets_equal_hugging_face(tmp_path, name):
+    """The acceptance shapes: r18vd and r50vd, 640² and 480×640, one image each."""
+    hf = hf_rtdetr(name)
+    ours, report = create_model_and_report(name, checkpoint=save(hf.state_dict(), tmp_path / f"{name}.safetensors"))
+    assert report.reinitialized == [] and count(ours) == count(hf)
+    for size in ((640, 640), (480, 640)):
+        assert max_diff(ours, hf, size, batch=1) <= 1e-4, size

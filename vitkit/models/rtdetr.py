@@ -37,7 +37,7 @@ STRIDES = (8, 16, 32)  # the backbone maps the encoder fuses; images are padded 
 @dataclass(frozen=True)
 class RTDETRConfig:
     backbone: str = "resnet50d"  # any timm CNN with features_only and maps at strides 8, 16 and 32
-    backbone_kwargs: dict[str, Any] | None = None  # extra timm.create_model arguments (tiny test backbones)
+    backbone_kwargs: tuple[tuple[str, Any], ...] = ()  # extra timm.create_model arguments (tiny test backbones)
     # The official PResNet gives the first block of every stage a projection shortcut, ResNet-18/34's first stage
     # included (a 1×1 conv-BN where timm has none); True adds it, so PResNet / Hugging Face weights fit.
     first_block_projection: bool = True
@@ -246,7 +246,7 @@ def _build_backbone(cfg: RTDETRConfig) -> tuple[nn.Module, list[int]]:
 
     try:
         body = timm.create_model(cfg.backbone, pretrained=False, features_only=True, in_chans=cfg.in_chans,
-                                 **(cfg.backbone_kwargs or {}))
+                                 **dict(cfg.backbone_kwargs))
     except RuntimeError as e:  # timm raises RuntimeError for unknown names and models without features_only
         raise ValueError(f"backbone {cfg.backbone!r} is not a timm model usable with features_only=True ({e}); "
                          f"pick one of timm.list_models(), e.g. 'resnet50d'") from e
@@ -289,8 +289,8 @@ PRESETS = {
                           dec_depth=3, dec_ffn_dim=256, num_queries=100, num_classes=10, num_denoising=50,
                           **_SMALL),
     # For tests: a 1-block-per-stage ResNet-18-D of width 16, widths 32.
-    "rtdetr_test": _cfg("resnet18d", backbone_kwargs={"layers": (1, 1, 1, 1), "channels": (16, 32, 64, 128),
-                                                      "stem_width": 8},
+    "rtdetr_test": _cfg("resnet18d", backbone_kwargs=(("layers", (1, 1, 1, 1)), ("channels", (16, 32, 64, 128)),
+                                                      ("stem_width", 8)),
                         num_classes=5, num_queries=10, encoder_dim=32, encoder_heads=2, encoder_ffn_dim=64, dim=32,
                         num_heads=2, dec_depth=2, dec_ffn_dim=64, num_denoising=20, **_SMALL),
 }
