@@ -197,3 +197,56 @@ def test_full_size_presets_equal_hugging_face(tmp_path, name):
     assert report.reinitialized == [] and count(ours) == count(hf)
     for size in ((640, 640), (480, 640)):
         assert max_diff(ours, hf, size, batch=1) <= 1e-4, size
+
+
+def _branch(m):
+    part = "conv" if m[3] == "conv" else "norm"
+    return f"backbone.res_layers.{int(m[1]) - 1}.blocks.{m[2]}.branch2{'abc'[int(m[4]) - 1]}.{part}."
+
+
+def _short(m):
+    short = "short" if m[1] == "1" else "short.conv"  # stride 2: average pool then conv ("short.pool", "short.conv")
+    return f"backbone.res_layers.{int(m[1]) - 1}.blocks.{m[2]}.{short}.{'conv' if m[3] == '1' else 'norm'}."
+
+
+def to_official(state_dict):
+    """vitkit names → the official lyuwenyu/RT-DETR names (PResNet, nn.MultiheadAttention, dec_*_head)."""
+    rules = [
+        (r"backbone\.conv1\.([0-6])\.", lambda m: "backbone.conv1.conv1_{}.{}.".format(*{
+            "0": (1, "conv"), "1": (1, "norm"), "3": (2, "conv"), "4": (2, "norm"), "6": (3, "conv")}[m[1]])),
+        (r"backbone\.bn1\.", "backbone.conv1.conv1_3.norm."),
+        (r"backbone\.layer(\d)\.(\d+)\.(conv|bn)(\d)\.", _branch),
+        (r"backbone\.layer(\d)\.(\d+)\.downsample\.([12])\.", _short),
+        (r"^input_proj\.", "encoder.input_proj."),
+        (r"encoder\.aifi\.(\d+)\.attn\.qkv\.", r"encoder.encoder.0.layers.\1.self_attn.in_proj_"),
+        (r"encoder\.aifi\.(\d+)\.attn\.proj\.", r"encoder.encoder.0.layers.\1.self_attn.out_proj."),
+        (r"encoder\.aifi\.(\d+)\.mlp\.fc(\d)\.", r"encoder.encoder.0.layers.\1.linear\2."),
+        (r"encoder\.aifi\.(\d+)\.(norm\d)\.", r"encoder.encoder.0.layers.\1.\2."),
+        (r"decoder_input_proj\.(\d+)\.0\.", r"decoder.input_proj.\1.conv."),
+        (r"decoder_input_proj\.(\d+)\.1\.", r"decoder.input_proj.\1.norm."),
+        (r"^decoder\.layers\.(\d+)\.attn\.qkv\.", r"decoder.decoder.layers.\1.self_attn.in_proj_"),
+        (r"^decoder\.layers\.(\d+)\.attn\.proj\.", r"decoder.decoder.layers.\1.self_attn.out_proj."),
+        (r"^decoder\.layers\.(\d+)\.mlp\.fc(\d)\.", r"decoder.decoder.layers.\1.linear\2."),
+        (r"^decoder\.layers\.", "decoder.decoder.layers."),
+        (r"^(denoising_class_embed|enc_output|enc_score_head|enc_bbox_head)\.", r"decoder.\1."),
+        (r"decoder\.class_heads\.", "decoder.dec_score_head."),
+        (r"decoder\.box_heads\.", "decoder.dec_bbox_head."),
+    ]
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def test_official_layout(tmp_path, hf18):
+    ours = create_model("rtdetr_test", checkpoint=save(hf18.state_dict(), tmp_path / "hf.safetensors"))
+    official = to_official(ours.state_dict())
+    assert "decoder.decoder.layers.1.self_attn.in_proj_weight" in official
+    assert "backbone.res_layers.1.blocks.0.short.conv.conv.weight" in official
+    official["encoder.pan_blocks.0.bottlenecks.0.conv.weight"] = torch.zeros(16, 16, 3, 3)  # a deployed RepVGG
+    torch.save({"ema": {"module": official, "updates": 10}}, tmp_path / "rtdetr_official.pth")
+    loaded, report = create_model_and_report("rtdetr_test", checkpoint=tmp_path / "rtdetr_official.pth")
+    assert "official" in report.notes[0] and report.reinitialized == []
+    assert max_diff(loaded, hf18, (64, 96)) <= 1e-4

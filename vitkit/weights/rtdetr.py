@@ -1,5 +1,5 @@
 """RT-DETR checkpoints → vitkit ``RTDETR``: Hugging Face ``RTDetrForObjectDetection`` (the ``PekingU/rtdetr_*``
-model files) or vitkit's own.
+model files), the official lyuwenyu/RT-DETR PyTorch code (``rtdetr_pytorch``), or vitkit's own.
 
 Hugging Face: both layouts transformers has used — the current one (transformers 5: ``encoder.aifi.``, ``o_proj``,
 ``layers.N.mlp.fc1``) and that of the Hub files (``encoder.encoder.``, ``out_proj``, ``layers.N.fc1``, class and box
@@ -8,6 +8,12 @@ Hugging Face's ``RTDetrResNet`` (the official PResNet-vd), renamed to the timm R
 the deep stem ``embedder.embedder.{0,1,2}`` → ``conv1.{0,3,6}`` with norms ``conv1.{1,4}`` / ``bn1``; stage ``S``
 block ``I`` conv ``J`` → ``layer{S+1}.I.conv{J+1}`` / ``bn{J+1}``; the (average-pooled) shortcut →
 ``downsample.{1,2}``. The backbone is checked against the model's: another variant is named as such.
+
+Official: PResNet ``backbone.conv1.conv1_{1,2,3}`` and ``res_layers.S.blocks.I.branch2{a,b,c}`` / ``short``
+(the same renaming), the hybrid encoder under ``encoder.`` with ``nn.MultiheadAttention`` (``in_proj_weight`` rows
+q, k, v — vitkit's ``qkv``) and ``linear1/2``, the decoder under ``decoder.`` (``dec_score_head``,
+``dec_bbox_head``, ``decoder.layers``). RepVGG kernels folded for deployment (``bottlenecks.N.conv``) are dropped:
+vitkit folds its own (``fold_repvgg``). The released files wrap the weights in ``ema.module`` or ``model``.
 """
 
 from __future__ import annotations
@@ -65,13 +71,55 @@ _HF_QKV = (r"(?P<prefix>(?:encoder\.aifi\.0|decoder)\.layers\.\d+\.self_attn\.)"
            r"(?P<part>[qkv])_proj\.(?P<param>weight|bias)")
 
 
+_ENC = r"encoder\.encoder\.0\.layers\.(\d+)\."
+_ODEC = r"decoder\.decoder\.layers\.(\d+)\."
+OFFICIAL_RULES = [
+    (r"backbone\.conv1\.conv1_1\.conv\.weight", "backbone.conv1.0.weight"),
+    (r"backbone\.conv1\.conv1_1\.norm\.(.+)", r"backbone.conv1.1.\1"),
+    (r"backbone\.conv1\.conv1_2\.conv\.weight", "backbone.conv1.3.weight"),
+    (r"backbone\.conv1\.conv1_2\.norm\.(.+)", r"backbone.conv1.4.\1"),
+    (r"backbone\.conv1\.conv1_3\.conv\.weight", "backbone.conv1.6.weight"),
+    (r"backbone\.conv1\.conv1_3\.norm\.(.+)", r"backbone.bn1.\1"),
+    (r"(backbone\.layer\d\..+)", r"\1"),  # renamed by _official_block
+    (r"encoder\.input_proj\.(.+)", r"input_proj.\1"),
+    (_ENC + r"self_attn\.in_proj_(weight|bias)", r"encoder.aifi.\1.attn.qkv.\2"),
+    (_ENC + r"self_attn\.out_proj" + _P, r"encoder.aifi.\1.attn.proj.\2"),
+    (_ENC + r"linear([12])" + _P, r"encoder.aifi.\1.mlp.fc\2.\3"),
+    (_ENC + r"(norm[12])" + _P, r"encoder.aifi.\1.\2.\3"),
+    (r"(encoder\.(?:lateral_convs|fpn_blocks|downsample_convs|pan_blocks)\..+)", r"\1"),
+    (r"decoder\.input_proj\.(\d+)\.conv\.weight", r"decoder_input_proj.\1.0.weight"),
+    (r"decoder\.input_proj\.(\d+)\.norm\.(.+)", r"decoder_input_proj.\1.1.\2"),
+    (_ODEC + r"self_attn\.in_proj_(weight|bias)", r"decoder.layers.\1.attn.qkv.\2"),
+    (_ODEC + r"self_attn\.out_proj" + _P, r"decoder.layers.\1.attn.proj.\2"),
+    (_ODEC + r"linear([12])" + _P, r"decoder.layers.\1.mlp.fc\2.\3"),
+    (_ODEC + r"((?:norm[123]|cross_attn)\..+)", r"decoder.layers.\1.\2"),
+    (r"decoder\.((?:denoising_class_embed|enc_output|enc_score_head|enc_bbox_head)\..+)", r"\1"),
+    (r"decoder\.query_pos_head\.(.+)", r"decoder.query_pos_head.\1"),
+    (r"decoder\.dec_score_head\.(\d+)" + _P, r"decoder.class_heads.\1.\2"),
+    (r"decoder\.dec_bbox_head\.(\d+)\.(.+)", r"decoder.box_heads.\1.\2"),
+]
+_DEPLOYED = re.compile(r"encoder\.\w+\.\d+\.bottlenecks\.\d+\.conv\.(weight|bias)")
+
+
+def is_official(state_dict: dict[str, Tensor]) -> bool:
+    return any(k.startswith(("backbone.res_layers.", "decoder.dec_score_head.", "encoder.input_proj."))
+               for k in state_dict)
+
+
 def is_hf(state_dict: dict[str, Tensor]) -> bool:
     return any(k.removeprefix("model.").startswith(("encoder_input_proj.", "enc_score_head.")) for k in state_dict)
 
 
 def convert(state_dict: dict[str, Tensor], model: RTDETR) -> tuple[dict[str, Tensor], list[str]]:
     """Hugging Face or vitkit layout → ``model``'s names; the backbone is checked to be the model's."""
-    if is_hf(state_dict):
+    if is_official(state_dict):
+        deployed = [k for k in state_dict if _DEPLOYED.fullmatch(k)]
+        sd = {_official_block(k): v for k, v in state_dict.items() if k not in deployed}
+        sd, unmatched = rename_keys(sd, OFFICIAL_RULES)
+        notes = ["converted from the official lyuwenyu/RT-DETR layout"]
+        if deployed:
+            notes.append(f"dropped {len(deployed)} folded RepVGG kernels (the trainable branches are loaded)")
+    elif is_hf(state_dict):
         sd = {_modernise(k): v for k, v in state_dict.items()}
         sd = stack_qkv(sd, _HF_QKV, r"\g<prefix>qkv.\g<param>")
         sd, unmatched = rename_keys({_numbers(k): v for k, v in sd.items()}, HF_RULES)
@@ -83,6 +131,21 @@ def convert(state_dict: dict[str, Tensor], model: RTDETR) -> tuple[dict[str, Ten
         notes.append(f"{len(unmatched)} keys of the checkpoint have no vitkit counterpart: {unmatched[:5]}")
     check_backbone(sd, model)
     return sd, notes
+
+
+def _official_block(key: str) -> str:
+    """PResNet ``res_layers.S.blocks.I.{branch2a,b,c | short[.conv]}.{conv,norm}`` → timm ``layer{S+1}.I.{convJ, bnJ
+    | downsample.{1,2}}``."""
+    m = re.fullmatch(r"backbone\.res_layers\.(\d+)\.blocks\.(\d+)\.(branch2([abc])|short(?:\.conv)?)"
+                     r"\.(conv|norm)\.(.+)", key)
+    if not m:
+        return key
+    if m[4]:
+        j = "abc".index(m[4]) + 1
+        part = f"conv{j}" if m[5] == "conv" else f"bn{j}"
+    else:
+        part = "downsample.1" if m[5] == "conv" else "downsample.2"
+    return f"backbone.layer{int(m[1]) + 1}.{m[2]}.{part}.{m[6]}"
 
 
 def _modernise(key: str) -> str:
