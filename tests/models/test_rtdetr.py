@@ -78,12 +78,16 @@ def max_diff(ours, hf, size, batch=2):
 
     Random weights give thousands of encoder scores within ~1e-4 of each other, so rounding can order two of the
     selected tokens differently in the two implementations; the decoder is permutation-equivariant, so each query is
-    compared with the one that started from the same token (same encoder box)."""
+    compared with the one that started from the same token (same encoder scores and box)."""
     images = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a = ours.eval()(images)
         b = hf(pixel_values=images)
-    pairs = torch.cdist(b.enc_topk_bboxes, a["enc_outputs"]["pred_boxes"]).argmin(-1)  # (B, Q): HF query → ours
+    def token(logits, boxes):  # what a selected token brings: its encoder scores and box
+        return torch.cat([logits, boxes], dim=-1)
+
+    ours_tokens = token(a["enc_outputs"]["pred_logits"], a["enc_outputs"]["pred_boxes"])
+    pairs = torch.cdist(token(b.enc_topk_logits, b.enc_topk_bboxes), ours_tokens).argmin(-1)  # (B, Q): HF → ours
     assert all(len(set(p.tolist())) == p.numel() for p in pairs), "the selected token sets differ"
     logits, boxes = (x.gather(1, pairs[..., None].expand(-1, -1, x.shape[-1])) for x in (a["pred_logits"],
                                                                                          a["pred_boxes"]))
@@ -143,6 +147,8 @@ def test_forward_contract_any_size():
     assert "aux_outputs" not in create_model("rtdetr_test", aux_loss=False).eval()(torch.randn(1, 3, 64, 64))
     with pytest.raises(ValueError, match="pixel_mask must be a boolean"):
         model(torch.randn(1, 3, 64, 64), torch.ones(1, 64, 64))
+    with pytest.raises(ValueError, match="pixel_mask must be a boolean"):
+        model(torch.randn(1, 3, 64, 64), torch.ones(1, 64, 60, dtype=torch.bool))
 
 
 def test_padding_keeps_boxes_relative_to_the_image():
@@ -154,6 +160,17 @@ def test_padding_keeps_boxes_relative_to_the_image():
         a, b = model(image), model(padded)
     assert torch.allclose(a["pred_logits"], b["pred_logits"])
     assert torch.allclose(a["pred_boxes"], b["pred_boxes"] * torch.tensor([96 / 80, 1, 96 / 80, 1]))
+
+
+def test_pixel_mask_gives_each_image_its_own_extent():
+    model = create_model("rtdetr_test").eval()
+    images = torch.randn(2, 3, 64, 96)
+    mask = torch.ones(2, 64, 96, dtype=torch.bool)
+    mask[1, :, 64:] = False  # the second image is 64×64, padded on the right
+    with torch.no_grad():
+        plain, masked = model(images), model(images, mask)
+    assert torch.equal(plain["pred_boxes"][0], masked["pred_boxes"][0])
+    assert torch.allclose(plain["pred_boxes"][1] * torch.tensor([1.5, 1, 1.5, 1]), masked["pred_boxes"][1])
 
 
 def test_more_queries_than_encoder_tokens_is_a_config_error():

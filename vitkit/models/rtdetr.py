@@ -82,8 +82,10 @@ class RTDETR(nn.Module):
     """RT-DETR detector: ``forward(images (B, 3, H, W), pixel_mask (B, H, W) | None) -> dict``.
 
     Any ``H, W`` works: images are zero-padded at the bottom and right to a multiple of 32, and boxes are reported
-    relative to the unpadded image. ``pixel_mask`` (True = real pixel) is accepted for DETR's interface and checked,
-    but RT-DETR, like its official code and Hugging Face's, does not mask padding: batch images of one size.
+    relative to the unpadded image. ``pixel_mask`` (True = real pixel; padding at the bottom and right, as the
+    datamodule pads) tells each image's own extent, and its boxes are reported relative to it. RT-DETR, like its
+    official code and Hugging Face's, does not mask the padding inside the network, so padding does change what it
+    sees; batches of one size avoid that.
 
     Output keys:
         ``pred_logits`` ``(B, Q, K)``: sigmoid class logits (no no-object class);
@@ -172,7 +174,8 @@ class RTDETR(nn.Module):
         return out
 
     def pad(self, images: Tensor, pixel_mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Images zero-padded to a multiple of 32 and the cxcywh factor ``(4,)`` from padded to unpadded units."""
+        """Images zero-padded to a multiple of 32 and the cxcywh factor ``(4,)`` or ``(B, 1, 4)`` from padded to
+        unpadded units."""
         if images.ndim != 4:
             raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
         B, _, H, W = images.shape
@@ -181,7 +184,12 @@ class RTDETR(nn.Module):
                              f"got {pixel_mask.dtype} {tuple(pixel_mask.shape)}")
         s = STRIDES[-1]
         Hp, Wp = -(-H // s) * s, -(-W // s) * s
-        scale = images.new_tensor([Wp / W, Hp / H, Wp / W, Hp / H])
+        if pixel_mask is None:
+            scale = images.new_tensor([Wp / W, Hp / H, Wp / W, Hp / H])
+        else:  # each image's real height and width: rows / columns holding a real pixel
+            h = pixel_mask.any(dim=2).sum(1).clamp(min=1).to(images.dtype)  # (B,)
+            w = pixel_mask.any(dim=1).sum(1).clamp(min=1).to(images.dtype)
+            scale = torch.stack([Wp / w, Hp / h, Wp / w, Hp / h], dim=-1)[:, None]  # (B, 1, 4)
         return F.pad(images, [0, Wp - W, 0, Hp - H]), scale
 
     def forward_features(self, images: Tensor) -> tuple[Tensor, list[tuple[int, int]]]:
