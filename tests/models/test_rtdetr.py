@@ -136,6 +136,15 @@ def test_new_class_count_reinitialises_only_the_class_heads(tmp_path, hf18):
     assert model(torch.randn(1, 3, 64, 64))["pred_logits"].shape == (1, 10, 3)
 
 
+def test_reset_classifier_replaces_only_the_class_heads():
+    model = create_model("rtdetr_test")
+    boxes = model.decoder.box_heads[0].layers[0].weight.clone()
+    model.reset_classifier(7)
+    assert model.config.num_classes == 7 and model.decoder.class_heads[1].out_features == 7
+    assert model.denoising_class_embed.num_embeddings == 8 and model.enc_score_head.out_features == 7
+    assert torch.equal(model.decoder.box_heads[0].layers[0].weight, boxes)
+
+
 def test_checkpoint_of_another_variant_names_the_keys(tmp_path, hf50):
     path = save(hf50.state_dict(), tmp_path / "r50.safetensors")
     with pytest.raises(CheckpointError, match=r"(?s)backbone 'resnet18d'.*conv3"):

@@ -118,16 +118,19 @@ class RTDETR(nn.Module):
     def init_weights(self) -> None:
         """As the official code: class biases at the focal prior 0.01, last box layers zero (the anchor stands),
         Xavier-uniform class heads and denoising embedding."""
-        prior = -math.log((1 - 0.01) / 0.01)
-        for head in [self.enc_score_head, *self.decoder.class_heads]:
-            nn.init.xavier_uniform_(head.weight)
-            nn.init.constant_(head.bias, prior)
+        self.init_class_heads()
         for mlp in [self.enc_bbox_head, *self.decoder.box_heads]:
             nn.init.zeros_(mlp.layers[-1].weight)
             nn.init.zeros_(mlp.layers[-1].bias)
         nn.init.xavier_uniform_(self.enc_output[0].weight)
         for layer in self.decoder.query_pos_head.layers:
             nn.init.xavier_uniform_(layer.weight)
+
+    def init_class_heads(self) -> None:
+        prior = -math.log((1 - 0.01) / 0.01)
+        for head in [self.enc_score_head, *self.decoder.class_heads]:
+            nn.init.xavier_uniform_(head.weight)
+            nn.init.constant_(head.bias, prior)
         if self.config.num_denoising > 0:
             nn.init.xavier_uniform_(self.denoising_class_embed.weight)
             with torch.no_grad():
@@ -146,7 +149,7 @@ class RTDETR(nn.Module):
                                                  ).to(like)
         if cfg.num_denoising > 0:
             self.denoising_class_embed = nn.Embedding(num_classes + 1, cfg.dim, padding_idx=num_classes).to(like)
-        self.init_weights()
+        self.init_class_heads()
 
     def forward(self, images: Tensor, pixel_mask: Tensor | None = None, *, denoising: Any | None = None) -> dict:
         """``denoising``: (training) the ``vitkit.detection`` denoising group to prepend to the queries; its
