@@ -115,3 +115,21 @@ def test_no_denoising_when_off_or_without_objects():
     assert make_denoising_group(targets(), embed, num_queries=Q, num_denoising=0) is None
     empty = [{"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)}]
     assert make_denoising_group(empty, embed, num_queries=Q) is None
+
+
+def test_denoising_boxes_follow_the_padding():
+    """Targets are relative to the unpadded image: a 64×80 image padded to 64×96 inside the model gives the same
+    denoising predictions as the explicitly padded image with its targets rescaled."""
+    model = create_model("rtdetr_test").eval()
+    image = torch.randn(1, 3, 64, 80)
+    tgts = targets(counts=(2,))
+    padded_tgts = [{"labels": tgts[0]["labels"], "boxes": tgts[0]["boxes"] * torch.tensor([80 / 96, 1, 80 / 96, 1])}]
+    torch.manual_seed(1)
+    dn = make_denoising_group(tgts, model.denoising_class_embed, num_queries=Q, num_denoising=4, box_noise_scale=0)
+    torch.manual_seed(1)
+    dn_padded = make_denoising_group(padded_tgts, model.denoising_class_embed, num_queries=Q, num_denoising=4,
+                                     box_noise_scale=0)
+    with torch.no_grad():
+        a = model(image, denoising=dn)["dn_outputs"][-1]["pred_boxes"]
+        b = model(torch.nn.functional.pad(image, [0, 16]), denoising=dn_padded)["dn_outputs"][-1]["pred_boxes"]
+    assert torch.allclose(a * torch.tensor([80 / 96, 1, 80 / 96, 1]), b, atol=1e-5)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from vitkit.errors import ConfigError
 from vitkit.layers import fold_frozen_batch_norm, freeze_batch_norm
 from vitkit.models.detr import _contiguous_state, _frozen_parameters
-from vitkit.models.rtdetr_decoder import PredictionMLP, RTDETRDecoder
+from vitkit.models.rtdetr_decoder import PredictionMLP, RTDETRDecoder, inverse_sigmoid
 from vitkit.models.rtdetr_encoder import HybridEncoder
 
 STRIDES = (8, 16, 32)  # the backbone maps the encoder fuses; images are padded to a multiple of the last
@@ -91,7 +91,8 @@ class RTDETR(nn.Module):
         ``pred_logits`` ``(B, Q, K)``: sigmoid class logits (no no-object class);
         ``pred_boxes`` ``(B, Q, 4)``: normalised ``(cx, cy, w, h)``;
         ``aux_outputs`` (``aux_loss``): ``dec_depth - 1`` dicts with the same keys, one per earlier decoder layer;
-        ``enc_outputs`` (``aux_loss``): the same keys for the ``Q`` selected encoder tokens.
+        ``enc_outputs`` (``aux_loss``): the same keys for the ``Q`` selected encoder tokens;
+        ``dn_outputs`` (with ``denoising``): one dict per decoder layer for the denoising queries.
     """
 
     def __init__(self, config: RTDETRConfig) -> None:
@@ -152,15 +153,16 @@ class RTDETR(nn.Module):
         self.init_class_heads()
 
     def forward(self, images: Tensor, pixel_mask: Tensor | None = None, *, denoising: Any | None = None) -> dict:
-        """``denoising``: (training) the ``vitkit.detection`` denoising group to prepend to the queries; its
-        outputs come back under ``dn_outputs``."""
+        """``denoising``: (training) the ``vitkit.detection`` denoising group to prepend to the queries (its boxes
+        relative to each unpadded image, as the targets); its outputs come back under ``dn_outputs``."""
         images, scale = self.pad(images, pixel_mask)
         memory, shapes = self.forward_features(images)
         queries, reference, enc_logits, enc_boxes = self.select_queries(memory, shapes)
         mask = None
         if denoising is not None:
             queries = torch.cat([denoising.queries, queries], dim=1)  # (B, D + Q, C)
-            reference = torch.cat([denoising.reference_logits, reference], dim=1)
+            noised = inverse_sigmoid(denoising.reference_logits.sigmoid() / scale)  # to the padded image's units
+            reference = torch.cat([noised, reference], dim=1)
             mask = denoising.attn_mask
         last_only = not (self.config.aux_loss or self.training)
         logits, boxes = self.decoder(queries, reference, memory, shapes, mask=mask, last_only=last_only)
