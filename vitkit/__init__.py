@@ -3,12 +3,14 @@
 from vitkit.build import create_model
 from vitkit.models import (
     DETR,
+    RTDETR,
     CvT,
     CvTConfig,
     CvTStageConfig,
     DETRConfig,
     ImageTransformer,
     ImageTransformerConfig,
+    RTDETRConfig,
     VisionTransformer,
     ViTConfig,
     list_models,
@@ -18,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DETR", "CvT", "CvTConfig", "CvTStageConfig", "DETRConfig", "ImageTransformer", "ImageTransformerConfig",
-    "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models",
+    "RTDETR", "RTDETRConfig", "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "list_models",
 ]
 
 
