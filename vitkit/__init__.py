@@ -3,12 +3,14 @@
 from vitkit.build import create_model
 from vitkit.models import (
     DETR,
+    RTDETR,
     CvT,
     CvTConfig,
     CvTStageConfig,
     DETRConfig,
     ImageTransformer,
     ImageTransformerConfig,
+    RTDETRConfig,
     VisionTransformer,
     ViTConfig,
     list_models,
@@ -24,8 +26,8 @@ register_timm_models()
 
 __all__ = [
     "DETR", "CvT", "CvTConfig", "CvTStageConfig", "DETRConfig", "ImageTransformer", "ImageTransformerConfig",
-    "Predictor", "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model", "from_pretrained",
-    "list_models", "push_to_hub", "save_pretrained",
+    "Predictor", "RTDETR", "RTDETRConfig", "VisionDataModule", "VisionTransformer", "ViTConfig", "create_model",
+    "from_pretrained", "list_models", "push_to_hub", "save_pretrained",
 ]
 
 

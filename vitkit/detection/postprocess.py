@@ -4,11 +4,16 @@ Each query's score is its highest class probability excluding no-object; its box
 cxcywh box scaled by the ORIGINAL image size (the resize keeps the aspect ratio and boxes are relative to the
 unpadded image, so scaling by the original size undoes both). Contiguous labels ``0..K-1`` are mapped back to the
 dataset's category ids (COCO's ids are not contiguous) with ``label_to_category``.
+
+Detectors with independent sigmoid scores and no no-object class (RT-DETR, ``activation="sigmoid"``) are read as
+their official post-processing does: the ``Q`` best (query, class) pairs of each image, so a query may report
+more than one class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -24,14 +29,18 @@ def postprocess(
     box_format: box_ops.BoxFormat = "xyxy",
     label_to_category: Sequence[int] | None = None,
     threshold: float = 0.0,
+    activation: Literal["softmax", "sigmoid"] = "softmax",
 ) -> list[dict[str, Tensor]]:
-    """Per-image detections from ``outputs["pred_logits"]`` ``(B, Q, K+1)`` and ``outputs["pred_boxes"]`` ``(B, Q, 4)``.
+    """Per-image detections from ``outputs["pred_logits"]`` ``(B, Q, K+1 or K)`` and ``outputs["pred_boxes"]``
+    ``(B, Q, 4)``.
 
     Args:
         orig_sizes: ``(B, 2)`` original ``(height, width)`` of each image.
         box_format: ``"xyxy"`` (drawing) or ``"xywh"`` (COCO results), in pixels.
         label_to_category: ``label_to_category[i]`` is the category id of contiguous label ``i``; identity if None.
         threshold: keep only detections with score above it.
+        activation: ``"softmax"`` (DETR: ``K + 1`` logits, the last no-object) or ``"sigmoid"`` (RT-DETR: ``K``
+            independent scores).
 
     Returns one dict per image: ``scores`` ``(n,)``, ``labels`` ``(n,)`` (category ids), ``boxes`` ``(n, 4)`` and
     ``queries`` ``(n,)`` (the index of the object query behind each detection), sorted by decreasing score.
@@ -40,19 +49,27 @@ def postprocess(
     sizes = torch.as_tensor(orig_sizes, dtype=torch.float32, device=logits.device).reshape(-1, 2)  # (B, 2)
     if sizes.shape[0] != logits.shape[0]:
         raise ValueError(f"{sizes.shape[0]} image sizes for a batch of {logits.shape[0]} predictions")
-    scores, labels = logits.softmax(-1)[..., :-1].max(-1)  # (B, Q) each
     boxes = box_ops.denormalise(pred_boxes, sizes, box_format)  # (B, Q, 4), pixels
+    if activation == "sigmoid":
+        K = logits.shape[-1]
+        scores, pairs = logits.sigmoid().flatten(1).topk(logits.shape[1], dim=1)  # (B, Q) best (query, class) pairs
+        labels, chosen = pairs % K, torch.div(pairs, K, rounding_mode="floor")
+        boxes = boxes.gather(1, chosen[..., None].expand(-1, -1, 4))  # (B, Q, 4)
+    else:
+        K = logits.shape[-1] - 1
+        scores, labels = logits.softmax(-1)[..., :-1].max(-1)  # (B, Q) each
+        chosen = None
     if label_to_category is not None:
         mapping = torch.as_tensor(list(label_to_category), dtype=torch.long, device=labels.device)
-        if mapping.numel() != logits.shape[-1] - 1:
-            raise ValueError(f"label_to_category has {mapping.numel()} entries but the model has "
-                             f"{logits.shape[-1] - 1} classes")
+        if mapping.numel() != K:
+            raise ValueError(f"label_to_category has {mapping.numel()} entries but the model has {K} classes")
         labels = mapping[labels]
     results = []
-    for s, lab, b in zip(scores, labels, boxes, strict=True):
-        queries = torch.nonzero(s > threshold).flatten()
-        queries = queries[s[queries].argsort(descending=True)]  # (n,)
-        results.append({"scores": s[queries], "labels": lab[queries], "boxes": b[queries], "queries": queries})
+    for i, (s, lab, b) in enumerate(zip(scores, labels, boxes, strict=True)):
+        keep = torch.nonzero(s > threshold).flatten()
+        keep = keep[s[keep].argsort(descending=True)]  # (n,)
+        queries = keep if chosen is None else chosen[i, keep]
+        results.append({"scores": s[keep], "labels": lab[keep], "boxes": b[keep], "queries": queries})
     return results
 
 

@@ -115,3 +115,18 @@ def local_2d(
     in_rows = (k_row >= r0 - fh) & (k_row < r0 + bh)
     in_cols = (k_col >= c0 - fw) & (k_col < c0 + bw + fw)
     return (k >= 0) & (k <= q) & in_rows & in_cols  # (..., Nq, Nk)
+
+
+def denoising_groups(num_groups: int, group_size: int, num_queries: int, *,
+                     device: torch.device | str | None = None) -> Tensor:
+    """Self-attention mask ``(D + Q, D + Q)`` of DN-DETR's denoising queries (Li et al. 2022, §3.4; RT-DETR's
+    contrastive denoising): ``D = num_groups · group_size`` denoising queries come first, in groups, then the ``Q``
+    matching queries.
+
+    A denoising query may attend to its own group and to the matching queries; a matching query only to matching
+    queries, so it never sees the ground truth the denoising queries are built from, and no group sees another.
+    """
+    D = num_groups * group_size
+    idx = torch.arange(D + num_queries, device=device)
+    group = torch.where(idx < D, torch.div(idx, max(group_size, 1), rounding_mode="floor"), -1)  # -1: matching
+    return (group[:, None] == group[None, :]) | (group[None, :] < 0)  # (D + Q, D + Q)

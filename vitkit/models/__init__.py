@@ -8,6 +8,7 @@ from vitkit.models.cvt import CvT, CvTConfig, CvTStageConfig
 from vitkit.models.detr import DETR, DETRConfig
 from vitkit.models.image_transformer import ImageTransformer, ImageTransformerConfig
 from vitkit.models.registry import Preset, build_config, build_model, get_preset, is_model, list_models
+from vitkit.models.rtdetr import RTDETR, RTDETRConfig
 from vitkit.models.vit import VisionTransformer, ViTConfig
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "ImageTransformer",
     "ImageTransformerConfig",
     "Preset",
+    "RTDETR",
+    "RTDETRConfig",
     "VisionTransformer",
     "ViTConfig",
     "build_config",

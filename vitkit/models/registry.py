@@ -17,9 +17,9 @@ from typing import Any
 from torch import nn
 
 from vitkit.errors import ConfigError, UnknownModelError
-from vitkit.models import cvt, detr, image_transformer, vit
+from vitkit.models import cvt, detr, image_transformer, rtdetr, vit
 
-_FAMILIES = (vit, cvt, image_transformer, detr)  # each: MODEL, PRESETS, DESCRIPTIONS[, INPUT_SHAPE]
+_FAMILIES = (vit, cvt, image_transformer, detr, rtdetr)  # each: MODEL, PRESETS, DESCRIPTIONS[, INPUT_SHAPE]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Object detection with DETR (Carion et al. 2020): set-criterion training, COCO evaluation, COCO-format results.
+"""Object detection with DETR (Carion et al. 2020) or RT-DETR (Zhao et al. 2024): set-criterion training, COCO
+evaluation, COCO-format results. The criterion follows the model family: DETR's set criterion (softmax with a
+no-object class), or for an ``RTDETR`` the varifocal criterion with focal matching costs and contrastive denoising
+queries (``vitkit.detection.rtdetr_criterion``, ``vitkit.detection.denoising``).
 
 Batch contract (what the datamodule's detection mode provides):
 
@@ -26,20 +29,32 @@ import torch
 from torch import Tensor, nn
 
 from vitkit.atomic import atomic_write_text
-from vitkit.detection import HungarianMatcher, SetCriterion, coco_eval, postprocess, to_coco_results
+from vitkit.detection import (
+    FocalCostMatcher,
+    HungarianMatcher,
+    RTDETRCriterion,
+    SetCriterion,
+    coco_eval,
+    make_denoising_group,
+    postprocess,
+    to_coco_results,
+)
+from vitkit.detection.denoising import DenoisingGroup
 from vitkit.errors import ConfigError
+from vitkit.models import RTDETR
 from vitkit.tasks.shell import TaskShell
 
 log = logging.getLogger(__name__)
 LOGGED_LOSSES = ("loss", "loss_ce", "loss_bbox", "loss_giou", "cardinality_error")
+RTDETR_LOGGED_LOSSES = ("loss", "loss_vfl", "loss_bbox", "loss_giou", "cardinality_error")
 
 
 class DetectionTask(TaskShell):
     """Train, evaluate and predict with a DETR detector.
 
     Args:
-        model: a vitkit DETR preset name (e.g. ``detr_small``, ``detr_r50``) or a ready ``nn.Module`` with DETR's
-            output dict.
+        model: a vitkit DETR or RT-DETR preset name (e.g. ``detr_small``, ``rtdetr_digits``) or a ready
+            ``nn.Module`` with DETR's output dict.
         num_classes, class_names, in_chans, img_size: filled from the datamodule by the CLI. ``num_classes`` sizes
             the class head (plus no-object); ``img_size`` (the data's shorter side) does not size a detector.
         category_ids: dataset category id of each contiguous label; default ``0..K-1``.
@@ -107,22 +122,43 @@ class DetectionTask(TaskShell):
         if freeze_backbone:
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)
-        matcher = HungarianMatcher(weight_ce, weight_bbox, weight_giou)
-        self.criterion = SetCriterion(self.num_classes, matcher=matcher, weight_ce=weight_ce,
-                                      weight_bbox=weight_bbox, weight_giou=weight_giou, eos_coef=eos_coef)
+        if self.is_rtdetr:  # the class loss is the varifocal one (weight_ce), matched at RT-DETR's class cost 2
+            self.criterion = RTDETRCriterion(self.num_classes, weight_vfl=weight_ce, weight_bbox=weight_bbox,
+                                             weight_giou=weight_giou,
+                                             matcher=FocalCostMatcher(2.0 * weight_ce, weight_bbox, weight_giou))
+        else:
+            matcher = HungarianMatcher(weight_ce, weight_bbox, weight_giou)
+            self.criterion = SetCriterion(self.num_classes, matcher=matcher, weight_ce=weight_ce,
+                                          weight_bbox=weight_bbox, weight_giou=weight_giou, eos_coef=eos_coef)
         self._eval: dict[str, list] = {"results": [], "records": []}
         self.last_predictions: list[dict] = []  # COCO results of the last validation / test epoch
 
     def forward(self, images: Tensor, pixel_mask: Tensor | None = None) -> dict:
         return self.model(images, pixel_mask)
 
+    @property
+    def is_rtdetr(self) -> bool:
+        return isinstance(getattr(self.model, "_orig_mod", self.model), RTDETR)
+
+    def denoising_group(self, targets: list[dict[str, Tensor]]) -> DenoisingGroup | None:
+        """RT-DETR's contrastive denoising queries for a training batch (None for DETR or ``num_denoising=0``)."""
+        if not self.is_rtdetr:
+            return None
+        model = getattr(self.model, "_orig_mod", self.model)
+        cfg = model.config
+        return make_denoising_group(targets, model.denoising_class_embed, num_queries=cfg.num_queries,
+                                    num_denoising=cfg.num_denoising, label_noise_ratio=cfg.label_noise_ratio,
+                                    box_noise_scale=cfg.box_noise_scale) if cfg.num_denoising else None
+
     # -- training and evaluation ----------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
-        outputs = self(batch["image"], batch["pixel_mask"])
+        dn = self.denoising_group(batch["targets"])
+        extra = {} if dn is None else {"denoising": dn}
+        outputs = self.model(batch["image"], batch["pixel_mask"], **extra)
         about = f"image ids {[int(t['image_id']) for t in batch['targets']]}"
         try:
-            losses = self.criterion(outputs, batch["targets"])
+            losses = self.criterion(outputs, batch["targets"], **extra)
             loss = losses["loss"]
         except FloatingPointError as e:  # the matcher cannot match non-finite predictions: the loss is not finite
             losses, loss = None, outputs["pred_logits"].new_full((), float("nan"))
@@ -150,7 +186,7 @@ class DetectionTask(TaskShell):
                    threshold: float = 0.0) -> list[dict[str, Tensor]]:
         """``postprocess`` with this task's label → category id mapping."""
         return postprocess(outputs, orig_sizes, box_format=box_format, label_to_category=self.category_ids,
-                           threshold=threshold)
+                           threshold=threshold, activation="sigmoid" if self.is_rtdetr else "softmax")
 
     def on_validation_epoch_start(self) -> None:
         self._eval = {"results": [], "records": []}
@@ -221,7 +257,7 @@ class DetectionTask(TaskShell):
 
     def _log_losses(self, losses: dict[str, Tensor], stage: str, batch_size: int) -> None:
         train = stage == "train"
-        for name in LOGGED_LOSSES:
+        for name in RTDETR_LOGGED_LOSSES if self.is_rtdetr else LOGGED_LOSSES:
             self.log(f"{stage}/{name}", losses[name], on_step=train, on_epoch=True, batch_size=batch_size,
                      prog_bar=name == "loss", sync_dist=not train)
 

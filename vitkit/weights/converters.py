@@ -17,8 +17,8 @@ from types import ModuleType
 
 from torch import Tensor, nn
 
-from vitkit.models import DETR, CvT, ImageTransformer, VisionTransformer
-from vitkit.weights import cvt, detr, image_transformer, vit
+from vitkit.models import DETR, RTDETR, CvT, ImageTransformer, VisionTransformer
+from vitkit.weights import cvt, detr, image_transformer, rtdetr, vit
 from vitkit.weights.io import read_checkpoint
 from vitkit.weights.loading import LoadReport, load_state_dict
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 StateDict = dict[str, Tensor]
 
 _TABLE: dict[type[nn.Module], ModuleType] = {
-    VisionTransformer: vit, CvT: cvt, ImageTransformer: image_transformer, DETR: detr,
+    VisionTransformer: vit, CvT: cvt, ImageTransformer: image_transformer, DETR: detr, RTDETR: rtdetr,
 }
 
 

@@ -81,6 +81,8 @@ def _unwrap(obj: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         metadata = dict(obj.get("hyper_parameters") or {})
         state_dict = _strip_prefix(obj["state_dict"], "model.")
     else:
+        if isinstance(obj.get("ema"), dict) and isinstance(obj["ema"].get("module"), dict):  # official RT-DETR
+            obj = {"model": obj["ema"]["module"]}
         for key in ("state_dict", "model"):  # timm / DETR / torchvision training checkpoints
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
