@@ -154,7 +154,7 @@ CLAIMS = [
           0.981, 0.01, VIT_DIGITS, "test/acc1"),
     Claim("vit_digits_ddp test top-1", (("configs/vit/digits_ddp.yaml", "held-out test top-1 0.981"),), 0.981, 0.015,
           VIT_DDP, "test/acc1"),
-    Claim("cvt_digits val top-1", (("configs/cvt/digits.yaml", "val top-1 ≈ 0.965"),), 0.965, 0.015, CVT_DIGITS,
+    Claim("cvt_digits val top-1", (("configs/cvt/digits.yaml", "val top-1 0.986"),), 0.986, 0.015, CVT_DIGITS,
           "val/acc1"),
     Claim("bench digits: vit_digits final top-1", (("configs/bench/digits.yaml", "vit_digits 0.944"),), 0.944, 0.015,
           bench_digits, "vit_digits final"),
