@@ -1,7 +1,8 @@
 """vitkit RT-DETR vs Hugging Face RTDetrForObjectDetection: training-step and inference throughput on CPU.
 
 Both models have the same shape and the same random weights (HF's RTDetrResNet = PResNet-vd backbone, converted into
-vitkit's timm ResNet-D through ``create_model(..., checkpoint=...)``; the outputs are checked to agree, queries paired
+vitkit's timm ResNet-D through ``create_model(..., checkpoint=...)``: ``vitkit.bench.hf_pairs.rtdetr_models``, the
+pairing scripts/gpu_check.py measures on a GPU; the outputs are checked to agree, queries paired
 by the encoder token they were selected from, as in tests/models/test_rtdetr.py). A training step is timm's
 definition: forward + loss + backward + AdamW step, with 100 contrastive denoising queries in both (vitkit:
 ``make_denoising_group`` + ``RTDETRCriterion``; HF: its built-in loss). The models run alternately in one process
@@ -25,50 +26,11 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-BLOCKS = {"resnet18d": ("basic", (2, 2, 2, 2)), "resnet34d": ("basic", (3, 4, 6, 3)),
-          "resnet50d": ("bottleneck", (3, 4, 6, 3)), "resnet101d": ("bottleneck", (3, 4, 23, 3))}
-
-
-def hf_config(cfg):
-    from transformers import RTDetrConfig, RTDetrResNetConfig
-
-    kind, depths = BLOCKS[cfg.backbone]
-    hidden = [c * (4 if kind == "bottleneck" else 1) for c in (64, 128, 256, 512)]
-    backbone = RTDetrResNetConfig(embedding_size=64, hidden_sizes=hidden, depths=list(depths), layer_type=kind,
-                                  out_features=["stage2", "stage3", "stage4"])
-    return RTDetrConfig(backbone_config=backbone, encoder_in_channels=hidden[1:], encoder_hidden_dim=cfg.encoder_dim,
-                        encoder_attention_heads=cfg.encoder_heads, encoder_ffn_dim=cfg.encoder_ffn_dim,
-                        hidden_expansion=cfg.expansion, d_model=cfg.dim, decoder_in_channels=[cfg.encoder_dim] * 3,
-                        decoder_attention_heads=cfg.num_heads, decoder_ffn_dim=cfg.dec_ffn_dim,
-                        decoder_layers=cfg.dec_depth, num_queries=cfg.num_queries, num_labels=cfg.num_classes,
-                        num_denoising=cfg.num_denoising, decoder_n_points=cfg.num_points)
-
-
-def build_pair(preset: str):
-    from safetensors.torch import save_file
-    from transformers import RTDetrForObjectDetection
-
-    from vitkit import create_model
-    from vitkit.models import build_config
-
-    cfg = build_config(preset)
-    hf = RTDetrForObjectDetection(hf_config(cfg))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "hf.safetensors"
-        save_file({k: v.detach().clone().contiguous() for k, v in hf.state_dict().items()}, str(path))
-        ours = create_model(preset, checkpoint=path)
-    frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}  # vitkit freezes the stem, as official
-    for name, p in hf.named_parameters():
-        if name.startswith("model.backbone.model.embedder."):
-            p.requires_grad_(False)
-    assert all(n.startswith("backbone.conv1.") or n.startswith("backbone.bn1.") for n in frozen)
-    return ours, hf, cfg
+from vitkit.bench.hf_pairs import rtdetr_models
 
 
 def make_targets(batch: int, num_classes: int, boxes_per_image: int):
@@ -157,7 +119,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    ours, hf, cfg = build_pair(args.preset)
+    ours, hf, cfg = rtdetr_models(args.preset)
     images = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
     diff = check_equal(ours, hf, images)
     print(f"{args.preset} ({cfg.backbone}), batch {args.batch}, {args.size}x{args.size}, "

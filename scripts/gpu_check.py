@@ -12,8 +12,8 @@ Rows (each a few table lines; the ``check`` column is stable, ``model`` says wha
   fp32 weights, what ``--trainer.precision bf16-mixed`` does), eager and ``torch.compile``: images/s and model FLOPs
   utilisation against the chip's dense bf16 peak (``vitkit.bench.gpu``; goal ≥ 50% compiled), with the graph
   breaks ``torch.compile`` met.
-- ``CvT-13 vs HF``, ``DETR-R50 vs HF`` (and ``RT-DETR-R50vd vs HF`` once ``rtdetr_r50vd`` and its pairing in
-  ``vitkit.bench.hf_pairs.PAIRS["rtdetr"]`` exist): bf16 training step and inference images/s, and the peak memory
+- ``CvT-13 vs HF``, ``DETR-R50 vs HF``, ``RT-DETR-R50vd vs HF`` (the pairings of
+  ``vitkit.bench.hf_pairs.PAIRS``): bf16 training step and inference images/s, and the peak memory
   each adds, with the same weights (``vitkit.bench.hf_pairs``; goal ≥ 1.5×). The largest output difference (fp32,
   eval mode) proves the weights are the same.
 - ``Image Transformer sampling``: 32×32×3 images/s sampled with the KV cache and without, and the ratio. Each side
@@ -66,7 +66,7 @@ GPU = Sizes(vit=(("ViT-B/16", "vit_base_patch16_224", 128, 224), ("ViT-S/16", "v
             sample_budget_s=30.0, compile_backend="inductor")
 DRY = Sizes(vit=(("ViT-B/16", "vit_test", 4, 32), ("ViT-S/16", "vit_test", 2, 32)),
             cvt=("cvt_test", 2, 32), detr=("detr_test", 2, 64),
-            rtdetr=("rtdetr_test", 2, 64),  # RT-DETR hook: the name of its tiny preset, once it exists
+            rtdetr=("rtdetr_test", 2, 64),
             sampler=("image_transformer_test", 2), cifar=("vit_test", 8, 6, 2), steps=2, warmup=1, budget_s=0.5,
             sample_budget_s=20.0, compile_backend="eager")
 

@@ -264,9 +264,8 @@ def pair_rows(ctx: Context) -> list[Line]:
     for check, family, (preset, n, size) in (("CvT-13 vs HF", "cvt", ctx.sizes.cvt),
                                              ("DETR-R50 vs HF", "detr", ctx.sizes.detr),
                                              ("RT-DETR-R50vd vs HF", "rtdetr", ctx.sizes.rtdetr)):
-        # RT-DETR HOOK: this line measures rtdetr_r50vd (dry run: the preset in DRY.rtdetr) against Hugging Face's
-        # RT-DETR as soon as vitkit.models has the preset and vitkit.bench.hf_pairs.PAIRS has an "rtdetr" pairing
-        # (an HFPair, like detr_pair); until then it prints why it is skipped.
+        # RT-DETR HOOK: rtdetr_r50vd (dry run: the preset in DRY.rtdetr) against Hugging Face's RT-DETR through
+        # vitkit.bench.hf_pairs.PAIRS["rtdetr"]; a family without a preset or pairing prints why it is skipped.
         if family not in PAIRS or not is_model(preset) or (family == "rtdetr" and not is_model("rtdetr_r50vd")):
             lines.append(Line(check, preset, "skipped", None, notes=f"not yet: no {preset!r} preset in vitkit.models "
                               f"or no PAIRS[{family!r}] in vitkit.bench.hf_pairs"))

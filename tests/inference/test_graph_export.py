@@ -99,6 +99,7 @@ def test_untraceable_model_is_named_with_the_reason():
 @pytest.mark.parametrize(("name", "shapes"), [
     ("cvt_test", [(1, 32), (3, 48)]),
     ("detr_test", [(1, 48), (2, 80)]),
+    ("rtdetr_test", [(1, 64), (3, 80)]),  # 80: padded to 96 inside the graph
     ("image_transformer_test", [(1, None), (3, None)]),
 ])
 def test_family_onnx_and_program_parity(name, shapes, tmp_path):

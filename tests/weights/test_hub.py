@@ -11,6 +11,8 @@ from tests.models.test_cvt import max_diff as cvt_diff
 from tests.models.test_cvt import random_hf
 from tests.models.test_detr import batch, hf_detr
 from tests.models.test_detr import max_diff as detr_diff
+from tests.models.test_rtdetr import hf_rtdetr
+from tests.models.test_rtdetr import max_diff as rtdetr_diff
 from vitkit import create_model
 from vitkit.build import create_model_and_report
 from vitkit.weights import CheckpointError
@@ -71,6 +73,21 @@ def test_detr_r50_from_its_hub_repo_equals_hugging_face(hub_cache):
     assert detr_diff(ours, hf, *batch()) <= 1e-4
     same = create_model("detr_r50", checkpoint="hf-hub:facebook/detr-resnet-50/model.safetensors", **SMALL_DETR)
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), same.state_dict().values(), strict=True))
+
+
+def test_rtdetr_r18vd_from_its_hub_repo_equals_hugging_face(hub_cache):
+    """PekingU/rtdetr_r18vd through the table, shrunk to rtdetr_test's widths (same ResNet-18-D family) to stay
+    fast."""
+    from dataclasses import asdict
+
+    from vitkit.models import build_config
+
+    tiny = {k: v for k, v in asdict(build_config("rtdetr_test")).items() if k != "backbone"}
+    hf = hf_rtdetr("rtdetr_r18vd", **tiny)
+    hub_cache.put("PekingU/rtdetr_r18vd", {"model.safetensors": safetensors_of(hf)})
+    ours, report = create_model_and_report("rtdetr_r18vd", pretrained=True, **tiny)
+    assert report.source == "hf-hub:PekingU/rtdetr_r18vd" and not report.reinitialized
+    assert rtdetr_diff(ours, hf, (64, 96)) <= 1e-4
 
 
 def test_detr_imagenet_backbone_only(hub_cache):

@@ -6,8 +6,10 @@ training loss and the main output of one batch, so a benchmark can time a traini
 that the outputs agree without knowing the family. Regularisers are set alike on both sides (stochastic depth off,
 which the two libraries apply differently; DETR's dropout everywhere, as the paper).
 
-RT-DETR: when ``vitkit.models`` gains an RT-DETR preset, its pairing belongs here as ``rtdetr_pair`` registered in
-``PAIRS["rtdetr"]`` (``scripts/gpu_check.py`` picks it up from there).
+RT-DETR's queries are the top-``Q`` encoder tokens, and random weights leave many scores within rounding of each
+other, so the two sides may list the same queries in another order: its ``output`` sorts every column over the
+queries (a permutation of the same queries gives the same sorted columns, and sorting never enlarges the largest
+difference).
 
 Imports ``transformers`` inside the functions: it is a benchmark dependency, not one of vitkit's.
 """
@@ -172,5 +174,82 @@ def detr_pair(preset: str = "detr_r50", attn_drop: float = 0.1) -> HFPair:
     return HFPair(ours, theirs, batch, (loss_ours, loss_theirs), (out_ours, out_theirs))
 
 
-# family → pairing; RT-DETR's goes here once vitkit has the model (see the module docstring)
-PAIRS: dict[str, Callable[..., HFPair]] = {"cvt": cvt_pair, "detr": detr_pair}
+RTDETR_BLOCKS = {"resnet18d": ("basic", (2, 2, 2, 2)), "resnet34d": ("basic", (3, 4, 6, 3)),
+                 "resnet50d": ("bottleneck", (3, 4, 6, 3)), "resnet101d": ("bottleneck", (3, 4, 23, 3))}
+
+
+def rtdetr_hf_config(cfg: Any):
+    """The Hugging Face ``RTDetrConfig`` of vitkit RT-DETR config ``cfg`` (its PResNet-vd backbone with the depths,
+    widths and stem of ``cfg.backbone`` and ``cfg.backbone_kwargs``)."""
+    from transformers import RTDetrConfig, RTDetrResNetConfig
+
+    kind, depths = RTDETR_BLOCKS[cfg.backbone]
+    kw = dict(cfg.backbone_kwargs)
+    hidden = [c * (4 if kind == "bottleneck" else 1) for c in kw.get("channels", (64, 128, 256, 512))]
+    backbone = RTDetrResNetConfig(embedding_size=2 * kw.get("stem_width", 32), hidden_sizes=hidden,
+                                  depths=list(kw.get("layers", depths)), layer_type=kind,
+                                  out_features=["stage2", "stage3", "stage4"])
+    return RTDetrConfig(backbone_config=backbone, encoder_in_channels=hidden[1:], encoder_hidden_dim=cfg.encoder_dim,
+                        encoder_attention_heads=cfg.encoder_heads, encoder_ffn_dim=cfg.encoder_ffn_dim,
+                        hidden_expansion=cfg.expansion, d_model=cfg.dim, decoder_in_channels=[cfg.encoder_dim] * 3,
+                        decoder_attention_heads=cfg.num_heads, decoder_ffn_dim=cfg.dec_ffn_dim,
+                        decoder_layers=cfg.dec_depth, num_queries=cfg.num_queries, num_labels=cfg.num_classes,
+                        num_denoising=cfg.num_denoising, decoder_n_points=cfg.num_points)
+
+
+def rtdetr_models(preset: str = "rtdetr_r50vd"):
+    """vitkit RT-DETR ``preset`` and ``RTDetrForObjectDetection`` with its weights and the same frozen stem (vitkit
+    freezes it, as the official code; Hugging Face's stem is frozen here to match), and vitkit's config."""
+    from transformers import RTDetrForObjectDetection
+
+    from vitkit.models import build_config
+
+    cfg = build_config(preset)
+    theirs = RTDetrForObjectDetection(rtdetr_hf_config(cfg))
+    ours = _load_ours(preset, theirs)
+    for name, p in theirs.named_parameters():
+        if name.startswith("model.backbone.model.embedder."):
+            p.requires_grad_(False)
+    return ours, theirs, cfg
+
+
+def _sorted_queries(logits: Tensor, boxes: Tensor) -> Tensor:
+    """``(B, Q·(K+4))``: every class and box column sorted over the ``Q`` queries (their order is not compared)."""
+    return torch.cat([logits, boxes], -1).sort(dim=1).values.flatten(1)  # (B, Q, K+4) → (B, Q·(K+4))
+
+
+def rtdetr_pair(preset: str = "rtdetr_r50vd") -> HFPair:
+    """``rtdetr_models`` as a pair, both training with ``num_denoising`` contrastive denoising queries: vitkit's
+    ``make_denoising_group`` + ``RTDETRCriterion`` against Hugging Face's built-in loss. Whole images, no padding
+    mask (RT-DETR does not mask padding inside the network)."""
+    from vitkit.detection import RTDETRCriterion, make_denoising_group
+
+    ours, theirs, cfg = rtdetr_models(preset)
+    criterion = RTDETRCriterion(cfg.num_classes)
+
+    def batch(n: int, size: int, device: torch.device) -> Batch:
+        b = detection_batch(n, size, cfg.num_classes, device=device)
+        b["hf_labels"] = [{"class_labels": t["labels"], "boxes": t["boxes"]} for t in b["targets"]]
+        return b
+
+    def loss_ours(b: Batch) -> Tensor:
+        dn = make_denoising_group(b["targets"], ours.denoising_class_embed, num_queries=cfg.num_queries,
+                                  num_denoising=cfg.num_denoising)
+        return criterion.to(b["images"].device)(ours(b["images"], denoising=dn), b["targets"], dn)["loss"]
+
+    def loss_theirs(b: Batch) -> Tensor:
+        return theirs(pixel_values=b["images"], labels=b["hf_labels"]).loss
+
+    def out_ours(b: Batch) -> Tensor:
+        out = ours(b["images"])
+        return _sorted_queries(out["pred_logits"], out["pred_boxes"])
+
+    def out_theirs(b: Batch) -> Tensor:
+        out = theirs(pixel_values=b["images"])
+        return _sorted_queries(out.logits, out.pred_boxes)
+
+    return HFPair(ours, theirs, batch, (loss_ours, loss_theirs), (out_ours, out_theirs))
+
+
+# family → pairing (scripts/gpu_check.py measures every one)
+PAIRS: dict[str, Callable[..., HFPair]] = {"cvt": cvt_pair, "detr": detr_pair, "rtdetr": rtdetr_pair}

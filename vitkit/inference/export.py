@@ -11,6 +11,8 @@ CvT, timm      ``images`` float ``(B, C, H, W)``     ``logits (B, K)``          
 DETR           ``images`` float ``(B, 3, H, W)``     ``pred_logits (B, Q, K+1)``,            batch, H, W
                                                      ``pred_boxes (B, Q, 4)`` (cx, cy, w, h
                                                      in [0, 1])
+RT-DETR        ``images`` float ``(B, 3, H, W)``     ``pred_logits (B, Q, K)`` (sigmoid      batch, H, W
+                                                     scores), ``pred_boxes (B, Q, 4)``
 Image Transf.  ``images`` long ``(B, C, S, S)``      ``logits (B, 256, C, S, S)``: every      batch
                [+ ``labels (B,)`` if conditional]    sub-pixel's distribution in one pass
 ============== ===================================== ======================================= ===================
@@ -20,7 +22,9 @@ resampling it for another grid is a Python branch on the input's shape, which a 
 the size you will serve); the Image Transformer's sequence is H·W·C positions with a fixed generation order. CvT
 (convolutional token embedding, no position table) and DETR (sine positions computed from the feature map) take any
 size above the smallest their strides allow. DETR is traced without a pixel mask: export one image, or a batch of
-images of one size, per call.
+images of one size, per call. RT-DETR likewise (any size: it pads to a multiple of 32 inside the graph); its top-k
+query selection traces with a fixed ``Q``, so the image must hold at least ``Q`` encoder tokens
+(``21·H·W/1024 >= Q``; the example image is the smallest square that does).
 
 A model that cannot be traced raises ``ExportError`` naming the family and the reason.
 """
@@ -83,7 +87,7 @@ class _DetrOutputs(_Logits):
 def export_signature(model: nn.Module, *, batch: int = 2, image_size: int | None = None) -> ExportSignature:
     """The traced form of ``model`` (a vitkit family or a timm classifier), with example inputs of ``batch`` images
     at ``image_size`` (default: the model's own size; DETR: 64)."""
-    from vitkit.models import DETR, CvT, ImageTransformer, VisionTransformer
+    from vitkit.models import DETR, RTDETR, CvT, ImageTransformer, VisionTransformer
 
     model = model.eval()
     cfg = getattr(model, "config", None)
@@ -96,10 +100,11 @@ def export_signature(model: nn.Module, *, batch: int = 2, image_size: int | None
                                    ({0: "batch"}, {0: "batch"}))
         return ExportSignature("ImageTransformer", _Logits(model), (images,), ("images",), ("logits",),
                                ({0: "batch"},))
-    if isinstance(model, DETR):
-        x = torch.randn(batch, cfg.in_chans, image_size or 64, image_size or 64)
-        return ExportSignature("DETR", _DetrOutputs(model), (x,), ("images",), ("pred_logits", "pred_boxes"),
-                               ({0: "batch", 2: "height", 3: "width"},))
+    if isinstance(model, DETR | RTDETR):
+        size = image_size or (64 if isinstance(model, DETR) else _rtdetr_size(cfg.num_queries))
+        x = torch.randn(batch, cfg.in_chans, size, size)
+        return ExportSignature(type(model).__name__, _DetrOutputs(model), (x,), ("images",),
+                               ("pred_logits", "pred_boxes"), ({0: "batch", 2: "height", 3: "width"},))
     size = image_size or getattr(cfg, "img_size", None) or _timm_size(model)
     x = torch.randn(batch, getattr(cfg, "in_chans", 3), size, size)
     if isinstance(model, VisionTransformer):
@@ -107,6 +112,15 @@ def export_signature(model: nn.Module, *, batch: int = 2, image_size: int | None
     family = "CvT" if isinstance(model, CvT) else type(model).__name__
     dynamic = {0: "batch", 2: "height", 3: "width"} if isinstance(model, CvT) else {0: "batch"}
     return ExportSignature(family, _Logits(model), (x,), ("images",), ("logits",), (dynamic,))
+
+
+def _rtdetr_size(num_queries: int) -> int:
+    """The smallest square side (a multiple of 32, at least 64) whose three levels hold ``num_queries`` tokens:
+    ``N = (S/8)² + (S/16)² + (S/32)² = 21·S²/1024``."""
+    side = 64
+    while 21 * side * side // 1024 < num_queries:
+        side += 32
+    return side
 
 
 def _timm_size(model: nn.Module) -> int:

@@ -188,9 +188,11 @@ class RTDETR(nn.Module):
             raise ValueError(f"pixel_mask must be a boolean (B, H, W) = {(B, H, W)} tensor (True = real pixel), "
                              f"got {pixel_mask.dtype} {tuple(pixel_mask.shape)}")
         s = STRIDES[-1]
-        Hp, Wp = -(-H // s) * s, -(-W // s) * s
+        Hp, Wp = (H + s - 1) // s * s, (W + s - 1) // s * s  # not -(-H // s): ONNX integer Div truncates
         if pixel_mask is None:
-            scale = images.new_tensor([Wp / W, Hp / H, Wp / W, Hp / H])
+            # tensor × scalar, not new_tensor([Wp / W, ...]): a traced graph (ONNX export) keeps the sizes symbolic
+            x_axes = images.new_tensor([1.0, 0.0, 1.0, 0.0])
+            scale = x_axes * (Wp / W) + (1 - x_axes) * (Hp / H)
         else:  # each image's real height and width: rows / columns holding a real pixel
             h = pixel_mask.any(dim=2).sum(1).clamp(min=1).to(images.dtype)  # (B,)
             w = pixel_mask.any(dim=1).sum(1).clamp(min=1).to(images.dtype)
