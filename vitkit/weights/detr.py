@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from vitkit.errors import CheckpointError
 from vitkit.models import DETR
-from vitkit.weights.loading import COUNTER, key_differences, shape_difference, without_counters
+from vitkit.weights.loading import COUNTER, check_backbone
 from vitkit.weights.renaming import rename_keys, stack_qkv
 
 HEAD_PREFIXES = ("class_head.",)  # the box MLP is class-agnostic: a new class count re-initialises the class head
@@ -112,7 +111,8 @@ def convert(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tenso
     unmatched = [k for k in unmatched if not k.endswith(COUNTER)]
     if unmatched:
         notes.append(f"{len(unmatched)} keys of the checkpoint have no vitkit counterpart: {unmatched[:5]}")
-    check_backbone(sd, model)
+    check_backbone(sd, model, "it was trained with another backbone: build the matching preset "
+                          "(detr_r50 / detr_r101) or pass backbone=<timm name> to create_model")
     return sd, notes
 
 
@@ -135,22 +135,6 @@ def _backbone_only(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str
     return sd, [], notes
 
 
-def check_backbone(state_dict: dict[str, Tensor], model: DETR) -> None:
-    """Raise ``CheckpointError`` naming the keys when the checkpoint's backbone is not the model's."""
-    own, theirs = without_counters(model.state_dict(), "backbone."), without_counters(state_dict, "backbone.")
-    missing, extra, wrong = key_differences(own, theirs)
-    shapes = [shape_difference(k, theirs, own) for k in wrong]
-    if not (missing or extra or shapes):
-        return
-    parts = [f"the checkpoint's backbone does not match this model's backbone {model.config.backbone!r}"]
-    if missing:
-        parts.append(f"{len(missing)} backbone tensors missing from the checkpoint, e.g. {missing[:4]}")
-    if extra:
-        parts.append(f"{len(extra)} checkpoint backbone tensors unknown to the model, e.g. {extra[:4]}")
-    if shapes:
-        parts.append(f"{len(shapes)} differ in shape, e.g. {shapes[:3]}")
-    raise CheckpointError("; ".join(parts), "it was trained with another backbone: build the matching preset "
-                          "(detr_r50 / detr_r101) or pass backbone=<timm name> to create_model")
 
 
 def _modernise(key: str) -> str:

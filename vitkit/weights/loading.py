@@ -94,3 +94,21 @@ def _mismatch(model: nn.Module, source: str, wrong: list[str], missing: list[str
         parts.append(f"{len(extra)} of its tensors have no place in the model ({some(extra)})")
     return "; ".join(parts), ("is it from another variant? Use the preset it was trained as, or override the "
                               "differing config fields (e.g. depth, dim, patch_size)")
+
+
+def check_backbone(state_dict: dict[str, Tensor], model: nn.Module, fix: str) -> None:
+    """Raise ``CheckpointError`` naming the keys when the checkpoint's ``backbone.*`` tensors are not those of
+    ``model``'s backbone (a detector's checkpoint of another variant); ``fix`` says which presets match which."""
+    own, theirs = without_counters(model.state_dict(), "backbone."), without_counters(state_dict, "backbone.")
+    missing, extra, wrong = key_differences(own, theirs)
+    shapes = [shape_difference(k, theirs, own) for k in wrong]
+    if not (missing or extra or shapes):
+        return
+    parts = [f"the checkpoint's backbone does not match this model's backbone {model.config.backbone!r}"]
+    if missing:
+        parts.append(f"{len(missing)} backbone tensors missing from the checkpoint, e.g. {missing[:4]}")
+    if extra:
+        parts.append(f"{len(extra)} checkpoint backbone tensors unknown to the model, e.g. {extra[:4]}")
+    if shapes:
+        parts.append(f"{len(shapes)} differ in shape, e.g. {shapes[:3]}")
+    raise CheckpointError("; ".join(parts), fix)

@@ -22,9 +22,8 @@ import re
 
 from torch import Tensor
 
-from vitkit.errors import CheckpointError
 from vitkit.models import RTDETR
-from vitkit.weights.loading import key_differences, shape_difference
+from vitkit.weights.loading import check_backbone
 from vitkit.weights.renaming import rename_keys, stack_qkv
 
 # A new class count re-initialises the class scores: the encoder's, every decoder layer's and the denoising
@@ -129,7 +128,8 @@ def convert(state_dict: dict[str, Tensor], model: RTDETR) -> tuple[dict[str, Ten
     unmatched = [k for k in unmatched if not k.endswith("num_batches_tracked")]
     if unmatched:
         notes.append(f"{len(unmatched)} keys of the checkpoint have no vitkit counterpart: {unmatched[:5]}")
-    check_backbone(sd, model)
+    check_backbone(sd, model, "it is another variant: build the matching preset (rtdetr_r18vd / "
+                          "r34vd / r50vd / r101vd) or pass backbone=<timm name> to create_model")
     return sd, notes
 
 
@@ -168,22 +168,3 @@ def _numbers(key: str) -> str:
     return f"{m[1]}{stage}{m[3]}{m[7]}"
 
 
-def check_backbone(state_dict: dict[str, Tensor], model: RTDETR) -> None:
-    """Raise ``CheckpointError`` naming the keys when the checkpoint's backbone is not the model's."""
-    def backbone(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {k: v for k, v in sd.items() if k.startswith("backbone.") and not k.endswith("num_batches_tracked")}
-
-    own, theirs = backbone(model.state_dict()), backbone(state_dict)
-    missing, extra, wrong = key_differences(own, theirs)
-    shapes = [shape_difference(k, theirs, own) for k in wrong]
-    if not (missing or extra or shapes):
-        return
-    parts = [f"the checkpoint's backbone does not match this model's backbone {model.config.backbone!r}"]
-    if missing:
-        parts.append(f"{len(missing)} backbone tensors missing from the checkpoint, e.g. {missing[:4]}")
-    if extra:
-        parts.append(f"{len(extra)} checkpoint backbone tensors unknown to the model, e.g. {extra[:4]}")
-    if shapes:
-        parts.append(f"{len(shapes)} differ in shape, e.g. {shapes[:3]}")
-    raise CheckpointError("; ".join(parts), "it is another variant: build the matching preset (rtdetr_r18vd / "
-                          "r34vd / r50vd / r101vd) or pass backbone=<timm name> to create_model")
