@@ -1,10 +1,14 @@
 """DetectionTask with an RT-DETR: the criterion follows the family (varifocal loss, denoising queries, sigmoid
 post-processing), through the same training, COCO evaluation and prediction."""
 
+import json
+from pathlib import Path
+
 import torch
 from lightning import Trainer
 
 from tests.tasks.test_detection_task import CATEGORY_IDS, Shapes, collate, loader
+from vitkit.cli import main
 from vitkit.detection import RTDETRCriterion, postprocess
 from vitkit.tasks import DetectionTask
 
@@ -31,6 +35,7 @@ def test_fit_with_denoising_and_coco_evaluation(tmp_path):
     assert all(len(r["scores"]) == task.model.config.num_queries for r in results)  # best (query, class) pairs
 
 
+
 def test_sigmoid_postprocess_equals_hugging_faces():
     from transformers import RTDetrImageProcessor
 
@@ -50,3 +55,26 @@ def test_sigmoid_postprocess_equals_hugging_faces():
         assert torch.allclose(a["scores"], b["scores"][order])
         assert torch.equal(a["labels"], b["labels"][order])
         assert torch.allclose(a["boxes"], b["boxes"][order], atol=1e-4)
+
+
+def test_detect_and_predict_from_a_cli_checkpoint(digits_detection_root, tmp_path):
+    """`vitkit detect` and `vitkit predict` on an RT-DETR checkpoint of `vitkit fit`: drawings and records with the
+    checkpoint's preprocessing; --attention (DETR's dense cross-attention maps) is refused in one line."""
+    config = Path(__file__).parents[2] / "configs" / "rtdetr" / "digits.yaml"
+    assert main(["fit", "-c", str(config), "--data.root", str(digits_detection_root), "--trainer.max_epochs", "1",
+                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                 "--trainer.enable_progress_bar", "false", f"--trainer.default_root_dir={tmp_path}"]) == 0
+    (ckpt,) = tmp_path.glob("*/version_0/checkpoints/last.ckpt")
+    images = sorted((digits_detection_root / "val").glob("*.png"))[:2]
+    out = tmp_path / "detect"
+    assert main(["detect", "--ckpt", str(ckpt), *map(str, images), "--out", str(out), "--threshold", "0"]) == 0
+    records = json.loads((out / "detections.json").read_text())
+    assert len(records) == 2 * 20 and {r["image_id"] for r in records} == {1, 2}  # every (query, class) pair kept
+    assert main(["predict", "--ckpt", str(ckpt), *map(str, images), "--out", str(tmp_path / "p.json"),
+                 "--threshold", "0"]) == 0
+    predicted = json.loads((tmp_path / "p.json").read_text())["detections"]  # the same preprocessing, batched
+    ids = [(r["image_id"], r["category_id"]) for r in records]
+    assert [(r["image_id"], r["category_id"]) for r in predicted] == ids
+    assert torch.allclose(torch.tensor([[r["score"], *r["bbox"]] for r in predicted]),
+                          torch.tensor([[r["score"], *r["bbox"]] for r in records]), atol=1e-4)
+    assert main(["detect", "--ckpt", str(ckpt), str(images[0]), "--out", str(tmp_path / "o2"), "--attention", "2"]) == 2

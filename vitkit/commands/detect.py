@@ -45,21 +45,31 @@ def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, thresho
     import torch
 
     from vitkit.data.imagefolder import read_image
+    from vitkit.errors import ConfigError
     from vitkit.inference import Predictor
     from vitkit.inference.outputs import coco_records
+    from vitkit.models import DETR
     from vitkit.tasks import DetectionTask
     from vitkit.viz.detections import draw_detections
     from vitkit.viz.detr_attention import detr_cross_attention_maps
 
     predictor = Predictor.from_checkpoint(ckpt, expected=DetectionTask, threshold=threshold, device=device)
     task = predictor.task
+    if attention > 0 and not isinstance(task.model, DETR):
+        raise ConfigError(f"--attention {attention}: the maps are DETR's dense cross-attention, and {ckpt} holds a "
+                          f"{type(task.model).__name__}, whose deformable cross-attention samples a few points per "
+                          f"query instead", "leave out --attention for this checkpoint")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     results, stems = [], set()
     for path in files:
         rgb = read_image(path)  # (H, W, 3) uint8
         x = predictor.preprocessing(rgb)[None].to(predictor.device)  # (1, C, h, w)
-        outputs, maps = detr_cross_attention_maps(task.model, x)  # maps (1, Q, h, w) at the model's input size
+        if attention > 0:
+            outputs, maps = detr_cross_attention_maps(task.model, x)  # maps (1, Q, h, w) at the model's input size
+        else:
+            with torch.no_grad():
+                outputs = task.model(x)
         found = predictor.detections(outputs, [rgb.shape[:2]], [str(path)])[0]
         labels = [task.category_ids.index(o.category_id) for o in found.objects]
         drawing = draw_detections(rgb, [o.box for o in found.objects], [o.name for o in found.objects],
