@@ -142,7 +142,7 @@ CVT_HF = script(["scripts/bench_cvt_vs_hf.py", "--threads", "1"],
                  for mode in ("train", "infer")
                  for metric, label in (("speed", "img/CPU-s"), ("memory", "peak MiB added"))})
 DETR_HF = script(["scripts/bench_detr_vs_hf.py", "--threads", "1", "--repeats", "5"],
-                 {mode: rf"\| {mode} \(CPU, n=\d+\)[^\n]*\|\s*([\d.]+)x \|\s*$" for mode in ("train", "infer")})
+                 {mode: rf"(?m)^\| {mode} \(CPU, n=\d+\).*\|\s*([\d.]+)x \|\s*$" for mode in ("train", "infer")})
 ITF_SAMPLING = script(["scripts/bench_image_transformer.py", "--threads", "1", "--sizes", "16"],
                       {"speedup": r"s: ([\d.]+)× faster; identical"})
 
