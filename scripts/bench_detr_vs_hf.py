@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
-from vitkit.bench.hf_pairs import detection_batch, detr_models
+from vitkit.bench.hf_pairs import alternate, detection_batch, detr_models
 
 
 def check_equal(ours, hf, images, mask) -> float:
@@ -76,28 +75,6 @@ def step_fns(ours, hf, cfg, images, mask, targets):
         hf(pixel_values=images, pixel_mask=hf_mask)
 
     return {"train": (train_ours, train_hf), "infer": (infer_ours, infer_hf)}
-
-
-def timed(fn) -> tuple[float, float]:
-    """(wall-clock, CPU) seconds of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def alternate(fn_a, fn_b, warmup: int, repeats: int) -> tuple[list, list]:
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    a, b = [], []
-    for i in range(repeats):  # alternate the order too, so neither always runs first
-        if i % 2:
-            b.append(timed(fn_b))
-            a.append(timed(fn_a))
-        else:
-            a.append(timed(fn_a))
-            b.append(timed(fn_b))
-    return a, b
 
 
 def main() -> None:

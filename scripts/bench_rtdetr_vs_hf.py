@@ -26,11 +26,10 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import time
 
 import torch
 
-from vitkit.bench.hf_pairs import rtdetr_models
+from vitkit.bench.hf_pairs import alternate, rtdetr_models
 
 
 def make_targets(batch: int, num_classes: int, boxes_per_image: int):
@@ -86,25 +85,6 @@ def step_fns(ours, hf, cfg, images, targets):
         hf(pixel_values=images)
 
     return {"train": (train_ours, train_hf), "infer": (infer_ours, infer_hf)}
-
-
-def timed(fn) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def alternate(fn_a, fn_b, warmup: int, repeats: int) -> tuple[list, list]:
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    a, b = [], []
-    for i in range(repeats):  # alternate the order too, so neither always runs first
-        first, second = (fn_b, fn_a) if i % 2 else (fn_a, fn_b)
-        t1, t2 = timed(first), timed(second)
-        a.append(t2 if i % 2 else t1)
-        b.append(t1 if i % 2 else t2)
-    return a, b
 
 
 def main() -> None:

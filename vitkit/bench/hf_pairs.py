@@ -17,6 +17,7 @@ Imports ``transformers`` inside the functions: it is a benchmark dependency, not
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,3 +254,26 @@ def rtdetr_pair(preset: str = "rtdetr_r50vd") -> HFPair:
 
 # family → pairing (scripts/gpu_check.py measures every one)
 PAIRS: dict[str, Callable[..., HFPair]] = {"cvt": cvt_pair, "detr": detr_pair, "rtdetr": rtdetr_pair}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall-clock, CPU) seconds of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def alternate(fn_a: Callable[[], Any], fn_b: Callable[[], Any], warmup: int, repeats: int
+              ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """``timed`` runs of two sides of a pair, back to back after ``warmup`` calls of each; the order flips every
+    repeat so that neither side always runs first."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    a, b = [], []
+    for i in range(repeats):
+        first, second = (fn_b, fn_a) if i % 2 else (fn_a, fn_b)
+        t1, t2 = timed(first), timed(second)
+        a.append(t2 if i % 2 else t1)
+        b.append(t1 if i % 2 else t2)
+    return a, b
