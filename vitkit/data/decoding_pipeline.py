@@ -10,7 +10,7 @@ the pipeline's own random generator, before anything is decoded:
   the plain pipeline, so every crop's scale, ratio and position is the one the plain pipeline would take); the
   JPEG is decoded at the smallest DCT scale at which the box still covers the output size (plus one pixel), the box
   is mapped onto that grid (``decode.region``, within half a reduced pixel) and the step's own ``apply`` crops and
-  resizes it — the same interpolation rule (area when shrinking, else bilinear);
+  resizes it — the same resize (``vitkit.data.transforms.RandomResizedCrop``: PIL's antialiased bilinear);
 - ``A.SmallestMaxSize`` (the imagenet evaluation's resize, followed by its centre crop): the output size is the one
   the step gives the full image (``round(side · scale)``); the JPEG is decoded at the smallest scale whose shorter
   side still reaches it, and that whole frame is resized to exactly that output size (area interpolation when

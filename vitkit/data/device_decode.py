@@ -8,8 +8,8 @@ the CPU path does (the same generator calls in the same order: Compose's own dra
 the header size, the flip), but hand over the bytes and that plan instead of pixels. In the main process, before the
 batch moves to the device (``VisionDataModule.on_before_batch_transfer``; torchvision wants the bytes on the CPU),
 ``decode_batch`` decodes all the batch's JPEGs in one call on the device, crops each box, resizes it to the output
-size (bilinear with antialiasing: the device's stand-in for the CPU path's area interpolation, so pixels differ
-slightly from the CPU path's) and flips, then normalises. Images that are not plain JPEGs are decoded and transformed
+size (bilinear with antialiasing, as the CPU path's training crop; the evaluation resize, area interpolation on
+the CPU, differs slightly) and flips, then normalises. Images that are not plain JPEGs are decoded and transformed
 by the CPU pipeline in the worker and travel as pixels. Classification only, and without RandAugment or random
 erasing (CPU steps on decoded pixels): the datamodule refuses those combinations.
 
