@@ -108,3 +108,53 @@ def test_family_onnx_and_program_parity(name, shapes, tmp_path):
     (tmp_path / "m.onnx").write_bytes(onnx_model(program, sig).SerializeToString())
     torch.export.save(program, tmp_path / "m.pt2")
     _check(model, [_onnx_runner(tmp_path / "m.onnx"), _program_runner(tmp_path / "m.pt2")], shapes)
+
+
+def test_rtdetr_input_rule_is_the_models_own_limit():
+    """The minimum size the export states (log line, ONNX metadata) is exactly where the model stops working."""
+    from vitkit.errors import ConfigError
+    from vitkit.inference.export import input_requirements
+
+    model = create_model("rtdetr_test", num_queries=50).eval()  # 50 tokens: 3 cells of 32×32 (21 tokens each)
+    needs = input_requirements(model)
+    assert needs["vitkit.min_image_size"] == "64x64"
+    assert needs["vitkit.input_rule"].startswith("ceil(H/32)*ceil(W/32) >= 3")
+    with torch.no_grad():
+        for h, w in ((32, 96), (33, 65), (64, 64)):  # 3, 6 and 4 cells
+            assert model(torch.randn(1, 3, h, w))["pred_boxes"].shape == (1, 50, 4)
+        for h, w in ((64, 32), (32, 33), (33, 32)):  # 2 cells each
+            with pytest.raises(ConfigError, match="num_queries=50 exceeds the 42 encoder tokens"):
+                model(torch.randn(1, 3, h, w))
+    assert input_requirements(create_model("vit_test")) == {}
+
+
+@pytest.mark.slow
+def test_rtdetr_onnx_states_its_minimum_size(tmp_path):
+    """The ONNX file carries the rule; onnxruntime runs at the minimum and fails (in TopK) below it."""
+    import onnx
+
+    from vitkit.inference.export import save_onnx
+
+    model = create_model("rtdetr_test", num_queries=50).eval()
+    save_onnx(model, tmp_path / "m.onnx")
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert meta["vitkit.min_image_size"] == "64x64" and "ceil(H/32)*ceil(W/32) >= 3" in meta["vitkit.input_rule"]
+    _check(model, [_onnx_runner(tmp_path / "m.onnx")], [(1, 64)])
+    run = _onnx_runner(tmp_path / "m.onnx")
+    assert [o.shape for o in run((torch.randn(1, 3, 32, 96),))] == [(1, 50, 5), (1, 50, 4)]
+    with pytest.raises(Exception, match="TopK"):  # the runtime's own error (k 50 > 42 tokens): why the rule
+        run((torch.randn(1, 3, 64, 32),))
+
+
+def test_export_log_line_states_the_rtdetr_rule(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from vitkit.commands.export import FORMATS
+    from vitkit.inference import export
+
+    monkeypatch.setattr(export, "save_onnx", lambda model, out, image_size=None: {"images": [0, 2, 3]})  # no trace
+    task = SimpleNamespace(model=create_model("rtdetr_test", num_queries=50), preprocessing={"image_size": 64})
+    line = FORMATS["onnx"].write(task, tmp_path / "m.onnx", "x.ckpt")
+    assert "dynamic dimensions: images [0, 2, 3]; images: ceil(H/32)*ceil(W/32) >= 3 (smallest square 64x64)" in line
+    task.model = create_model("vit_test")
+    assert FORMATS["onnx"].write(task, tmp_path / "m.onnx", "x.ckpt").endswith("images [0, 2, 3]")

@@ -288,3 +288,49 @@ def test_official_layout(tmp_path, hf18):
     loaded, report = create_model_and_report("rtdetr_test", checkpoint=tmp_path / "rtdetr_official.pth")
     assert "official" in report.notes[0] and report.reinitialized == []
     assert max_diff(loaded, hf18, (64, 96)) <= 1e-4
+
+
+def _leaves(out):
+    """Every tensor in a (nested) output dict."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    values = out.values() if isinstance(out, dict) else out
+    return [t for v in values for t in _leaves(v)]
+
+
+@pytest.mark.parametrize("backbone_norm", ["frozen", "batch"])
+def test_grad_checkpointing_keeps_outputs_gradients_and_statistics(backbone_norm):
+    """A training step with denoising queries: every checkpointed module runs twice, the rest is unchanged."""
+    from vitkit.detection.denoising import make_denoising_group
+
+    torch.manual_seed(0)
+    plain = create_model("rtdetr_test", backbone_norm=backbone_norm).train()
+    checkpointed = create_model("rtdetr_test", backbone_norm=backbone_norm).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.set_grad_checkpointing(True)
+    images = torch.randn(2, 3, 64, 96)
+    targets = [{"labels": torch.tensor([1, 3]), "boxes": torch.tensor([[0.3, 0.4, 0.2, 0.3], [0.7, 0.6, 0.3, 0.2]])},
+               {"labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]])}]
+    watched = {"aifi": lambda m: m.encoder.aifi[0], "csp": lambda m: m.encoder.pan_blocks[1],
+               "decoder": lambda m: m.decoder.layers[1], "backbone": lambda m: m.backbone.layer2}
+    calls, results = {}, {}
+    for label, model in (("plain", plain), ("checkpointed", checkpointed)):
+        for name, get in watched.items():
+            calls[label, name] = 0
+            get(model).register_forward_pre_hook(lambda *_, key=(label, name): calls.__setitem__(key, calls[key] + 1))
+        torch.manual_seed(1)  # the same denoising noise
+        dn = make_denoising_group(targets, model.denoising_class_embed, num_queries=10, num_denoising=6)
+        out = model(images, denoising=dn)
+        loss = sum((t.float() ** 2).mean() for t in _leaves(out))
+        loss.backward()
+        results[label] = loss, {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    assert {k: v for k, v in calls.items() if k[0] == "plain"} == {("plain", n): 1 for n in watched}
+    recomputed = {n: calls["checkpointed", n] for n in watched}
+    assert recomputed == {"aifi": 2, "csp": 2, "decoder": 2, "backbone": 2 if backbone_norm == "frozen" else 1}
+    (loss, grads), (loss_ck, grads_ck) = results["plain"], results["checkpointed"]
+    assert loss_ck.item() == loss.item() and grads.keys() == grads_ck.keys() and len(grads) > 100
+    for key, grad in grads.items():
+        assert torch.allclose(grads_ck[key], grad, atol=1e-6, rtol=1e-5), key
+    buffers = dict(checkpointed.named_buffers())
+    for key, value in plain.named_buffers():  # BatchNorm statistics updated once, not again in the recomputation
+        assert value is None or torch.equal(buffers[key], value), key

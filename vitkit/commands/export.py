@@ -100,11 +100,14 @@ def _run_record(raw: dict) -> dict[str, Any]:
 
 def _graph_writer(kind: str) -> Callable[[Any, Path, str | Path], str]:
     def write(task: Any, out: Path, ckpt: str | Path) -> str:
-        from vitkit.inference.export import save_exported_program, save_onnx
+        from vitkit.inference.export import input_requirements, save_exported_program, save_onnx
 
         save = save_onnx if kind == "onnx" else save_exported_program
         dims = save(task.model, out, image_size=_image_size(task))
         shown = ", ".join(f"{name} {dynamic}" for name, dynamic in dims.items())
+        needs = input_requirements(task.model)
+        if needs:  # RT-DETR: smaller images fail inside the runtime
+            shown += f"; images: {needs['vitkit.input_rule']}"
         return f"{out} written ({kind}); dynamic dimensions: {shown}"
 
     return write

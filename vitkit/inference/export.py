@@ -23,8 +23,11 @@ the size you will serve); the Image Transformer's sequence is H·W·C positions 
 (convolutional token embedding, no position table) and DETR (sine positions computed from the feature map) take any
 size above the smallest their strides allow. DETR is traced without a pixel mask: export one image, or a batch of
 images of one size, per call. RT-DETR likewise (any size: it pads to a multiple of 32 inside the graph); its top-k
-query selection traces with a fixed ``Q``, so the image must hold at least ``Q`` encoder tokens
-(``21·H·W/1024 >= Q``; the example image is the smallest square that does).
+query selection traces with a fixed ``Q``, so the image must hold at least ``Q`` encoder tokens:
+``21·⌈H/32⌉·⌈W/32⌉ >= Q`` (128×128 for the paper's ``Q = 300``; the example image is the smallest square that does).
+A smaller image fails inside the runtime's TopK with the runtime's own message, so ``input_requirements`` states the
+rule, the export command logs it and the ONNX file carries it in its metadata (``vitkit.min_image_size``,
+``vitkit.input_rule``; ``onnx.load(path).metadata_props``).
 
 A model that cannot be traced raises ``ExportError`` naming the family and the reason.
 """
@@ -32,6 +35,7 @@ A model that cannot be traced raises ``ExportError`` naming the family and the r
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -114,6 +118,22 @@ def export_signature(model: nn.Module, *, batch: int = 2, image_size: int | None
     return ExportSignature(family, _Logits(model), (x,), ("images",), ("logits",), (dynamic,))
 
 
+def input_requirements(model: nn.Module) -> dict[str, str]:
+    """What an image must satisfy for ``model``'s exported graph beyond its dynamic dimensions, as ONNX metadata
+    (``{}`` where nothing): RT-DETR's minimum size, from its query count."""
+    from vitkit.models import RTDETR
+    from vitkit.models.rtdetr import STRIDES
+
+    if not isinstance(model, RTDETR):
+        return {}
+    q, s = model.config.num_queries, STRIDES[-1]
+    cells = -(-q // 21)  # stride-32 cells: each brings 16 + 4 + 1 = 21 tokens of the three levels
+    side = s * math.ceil(math.sqrt(cells))  # the smallest square
+    return {"vitkit.min_image_size": f"{side}x{side}",
+            "vitkit.input_rule": f"ceil(H/{s})*ceil(W/{s}) >= {cells} (smallest square {side}x{side}): at least "
+                                 f"num_queries={q} encoder tokens, 21 per {s}x{s} cell; smaller images fail in TopK"}
+
+
 def _rtdetr_size(num_queries: int) -> int:
     """The smallest square side (a multiple of 32, at least 64) whose three levels hold ``num_queries`` tokens:
     ``N = (S/8)² + (S/16)² + (S/32)² = 21·S²/1024``."""
@@ -165,10 +185,14 @@ def save_exported_program(model: nn.Module, out: str | Path, *, image_size: int 
 
 
 def save_onnx(model: nn.Module, out: str | Path, *, image_size: int | None = None) -> dict[str, Any]:
-    """Write ``model`` as an ONNX graph to ``out`` (``torch.export``, then ``torch.onnx``'s exporter); returns the
-    dynamic dimensions. Needs the ``export`` extra (onnx, onnxscript)."""
+    """Write ``model`` as an ONNX graph to ``out`` (``torch.export``, then ``torch.onnx``'s exporter), with
+    ``input_requirements`` as metadata; returns the dynamic dimensions. Needs the ``export`` extra (onnx,
+    onnxscript)."""
     program, sig = export_program(model, image_size=image_size)
     proto = onnx_model(program, sig)
+    for key, value in input_requirements(model).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     atomic_write(out, lambda f: f.write(proto.SerializeToString()))
     return dynamic_dims(program, sig)
 

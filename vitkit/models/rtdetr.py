@@ -137,6 +137,17 @@ class RTDETR(nn.Module):
             with torch.no_grad():
                 self.denoising_class_embed.weight[self.config.num_classes].zero_()
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute in the backward pass instead of storing activations (``layers.checkpointing``): the AIFI layers,
+        the CCFM fusion blocks, the decoder layers and, with its BatchNorm frozen (the default), the timm backbone's
+        stages (its own ``set_grad_checkpointing``, which leaves its first and last module as they are; with
+        ``backbone_norm="batch"`` it would update the running statistics twice, so the backbone is not recomputed).
+        Outputs, gradients and running statistics stay those of the plain step."""
+        self.encoder.grad_checkpointing = self.decoder.grad_checkpointing = enable
+        setter = getattr(self.backbone, "set_grad_checkpointing", None)
+        if setter is not None and (self.config.backbone_norm == "frozen" or not enable):
+            setter(enable)
+
     @property
     def num_classes(self) -> int:
         return self.config.num_classes

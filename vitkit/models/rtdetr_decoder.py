@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from vitkit.layers import Attention, Mlp, MultiScaleDeformableAttention
+from vitkit.layers.checkpointing import run_block
 
 
 def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -77,6 +78,7 @@ class RTDETRDecoder(nn.Module):
         self.query_pos_head = PredictionMLP(4, 2 * dim, dim, num_layers=2)
         self.class_heads = nn.ModuleList([nn.Linear(dim, num_classes) for _ in range(depth)])
         self.box_heads = nn.ModuleList([PredictionMLP(dim, dim, 4, num_layers=3) for _ in range(depth)])
+        self.grad_checkpointing = False  # recompute each layer in the backward pass (set by RTDETR)
 
     def forward(self, x: Tensor, reference_logits: Tensor, memory: Tensor, shapes: list[tuple[int, int]], *,
                 mask: Tensor | None = None, last_only: bool = False) -> tuple[Tensor, Tensor]:
@@ -87,7 +89,8 @@ class RTDETRDecoder(nn.Module):
         previous = reference
         logits, boxes = [], []
         for i, layer in enumerate(self.layers):
-            x = layer(x, self.query_pos_head(reference), reference, memory, shapes, mask=mask)
+            x = run_block(layer, x, self.query_pos_head(reference), reference, memory, shapes, mask=mask,
+                          checkpoint=self.grad_checkpointing)
             delta = self.box_heads[i](x)
             refined = (delta + inverse_sigmoid(reference)).sigmoid()
             last = i == len(self.layers) - 1

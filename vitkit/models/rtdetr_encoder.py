@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitkit.layers import Block, sincos_2d
+from vitkit.layers.checkpointing import run_block
 
 
 class ConvNorm(nn.Module):
@@ -99,6 +100,7 @@ class HybridEncoder(nn.Module):
                  num_levels: int = 3) -> None:
         super().__init__()
         self.temperature = temperature
+        self.grad_checkpointing = False  # recompute the AIFI layers and the CSP blocks in backward (set by RTDETR)
         self.aifi = nn.ModuleList([
             Block(dim, num_heads, mlp_ratio=ffn_dim / dim, proj_drop=drop, attn_drop=drop, norm_first=False,
                   act_layer=nn.GELU, fused_attn=fused_attn)
@@ -122,12 +124,14 @@ class HybridEncoder(nn.Module):
         for i, (lateral, block) in enumerate(zip(self.lateral_convs, self.fpn_blocks, strict=True)):
             coarse = top_down[-1] = lateral(top_down[-1])
             up = F.interpolate(coarse, scale_factor=2.0, mode="nearest")
-            top_down.append(block(torch.cat([up, maps[-2 - i]], dim=1)))  # (B, 2C, h, w) → (B, C, h, w)
+            fused = torch.cat([up, maps[-2 - i]], dim=1)  # (B, 2C, h, w)
+            top_down.append(run_block(block, fused, checkpoint=self.grad_checkpointing))  # (B, C, h, w)
         top_down.reverse()  # fine → coarse
         # bottom-up (PAN): from the finest map, stride-2 conv, fuse with the next coarser top-down map
         out = [top_down[0]]
         for i, (down, block) in enumerate(zip(self.downsample_convs, self.pan_blocks, strict=True)):
-            out.append(block(torch.cat([down(out[-1]), top_down[i + 1]], dim=1)))
+            fused = torch.cat([down(out[-1]), top_down[i + 1]], dim=1)  # (B, 2C, h, w)
+            out.append(run_block(block, fused, checkpoint=self.grad_checkpointing))
         return out
 
     def forward_aifi(self, x: Tensor) -> Tensor:
@@ -136,8 +140,9 @@ class HybridEncoder(nn.Module):
             return x
         B, C, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)  # (B, h·w, C)
+        pos = self.positions(h, w, C).to(tokens)
         for block in self.aifi:
-            tokens = block(tokens, pos=self.positions(h, w, C).to(tokens))
+            tokens = run_block(block, tokens, pos=pos, checkpoint=self.grad_checkpointing)
         return tokens.transpose(1, 2).reshape(B, C, h, w)  # (B, C, h, w)
 
     def positions(self, h: int, w: int, dim: int) -> Tensor:

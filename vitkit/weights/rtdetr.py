@@ -14,6 +14,11 @@ Official: PResNet ``backbone.conv1.conv1_{1,2,3}`` and ``res_layers.S.blocks.I.b
 q, k, v — vitkit's ``qkv``) and ``linear1/2``, the decoder under ``decoder.`` (``dec_score_head``,
 ``dec_bbox_head``, ``decoder.layers``). RepVGG kernels folded for deployment (``bottlenecks.N.conv``) are dropped:
 vitkit folds its own (``fold_repvgg``). The released files wrap the weights in ``ema.module`` or ``model``.
+RT-DETRv2 (``rtdetrv2_pytorch``, default ``cross_attn_method``, the same points on every level) differs only in
+names (``encoder.input_proj.N.{conv,norm}``, ``enc_output.{proj,norm}``) and in buffers it saves that vitkit computes
+(``decoder.anchors`` / ``valid_mask`` of its evaluation size, ``num_points_scale``), which are dropped.
+Checked against the official code, r18vd and r50vd of both, by ``scripts/check_official_rtdetr.py`` (outputs equal
+to 4e-6) and by tests/weights/test_rtdetr_official_layout.py (their recorded key names and shapes).
 """
 
 from __future__ import annotations
@@ -80,7 +85,8 @@ OFFICIAL_RULES = [
     (r"backbone\.conv1\.conv1_3\.conv\.weight", "backbone.conv1.6.weight"),
     (r"backbone\.conv1\.conv1_3\.norm\.(.+)", r"backbone.bn1.\1"),
     (r"(backbone\.layer\d\..+)", r"\1"),  # renamed by _official_block
-    (r"encoder\.input_proj\.(.+)", r"input_proj.\1"),
+    (r"encoder\.input_proj\.(\d+)\.(?:0|conv)\.weight", r"input_proj.\1.0.weight"),  # v1: Sequential, v2: named
+    (r"encoder\.input_proj\.(\d+)\.(?:1|norm)\.(.+)", r"input_proj.\1.1.\2"),
     (_ENC + r"self_attn\.in_proj_(weight|bias)", r"encoder.aifi.\1.attn.qkv.\2"),
     (_ENC + r"self_attn\.out_proj" + _P, r"encoder.aifi.\1.attn.proj.\2"),
     (_ENC + r"linear([12])" + _P, r"encoder.aifi.\1.mlp.fc\2.\3"),
@@ -92,12 +98,16 @@ OFFICIAL_RULES = [
     (_ODEC + r"self_attn\.out_proj" + _P, r"decoder.layers.\1.attn.proj.\2"),
     (_ODEC + r"linear([12])" + _P, r"decoder.layers.\1.mlp.fc\2.\3"),
     (_ODEC + r"((?:norm[123]|cross_attn)\..+)", r"decoder.layers.\1.\2"),
-    (r"decoder\.((?:denoising_class_embed|enc_output|enc_score_head|enc_bbox_head)\..+)", r"\1"),
+    (r"decoder\.enc_output\.(?:0|proj)" + _P, r"enc_output.0.\1"),
+    (r"decoder\.enc_output\.(?:1|norm)" + _P, r"enc_output.1.\1"),
+    (r"decoder\.((?:denoising_class_embed|enc_score_head|enc_bbox_head)\..+)", r"\1"),
     (r"decoder\.query_pos_head\.(.+)", r"decoder.query_pos_head.\1"),
     (r"decoder\.dec_score_head\.(\d+)" + _P, r"decoder.class_heads.\1.\2"),
     (r"decoder\.dec_bbox_head\.(\d+)\.(.+)", r"decoder.box_heads.\1.\2"),
 ]
 _DEPLOYED = re.compile(r"encoder\.\w+\.\d+\.bottlenecks\.\d+\.conv\.(weight|bias)")
+# RT-DETRv2 also saves buffers vitkit computes: the anchors of its fixed evaluation size and 1 / points per level
+_V2_BUFFERS = re.compile(r"decoder\.(anchors|valid_mask|decoder\.layers\.\d+\.cross_attn\.num_points_scale)")
 
 
 def is_official(state_dict: dict[str, Tensor]) -> bool:
@@ -110,12 +120,15 @@ def is_hf(state_dict: dict[str, Tensor]) -> bool:
 
 
 def convert(state_dict: dict[str, Tensor], model: RTDETR) -> tuple[dict[str, Tensor], list[str]]:
-    """Hugging Face or vitkit layout → ``model``'s names; the backbone is checked to be the model's."""
+    """Official (v1 or v2), Hugging Face or vitkit layout → ``model``'s names; the backbone is checked to be the
+    model's."""
     if is_official(state_dict):
         deployed = [k for k in state_dict if _DEPLOYED.fullmatch(k)]
-        sd = {_official_block(k): v for k, v in state_dict.items() if k not in deployed}
+        computed = [k for k in state_dict if _V2_BUFFERS.fullmatch(k)]
+        sd = {_official_block(k): v for k, v in state_dict.items() if k not in deployed and k not in computed}
         sd, unmatched = rename_keys(sd, OFFICIAL_RULES)
-        notes = ["converted from the official lyuwenyu/RT-DETR layout"]
+        v2 = bool(computed) or "decoder.enc_output.proj.weight" in state_dict
+        notes = [f"converted from the official lyuwenyu/RT-DETR layout ({'rtdetrv2' if v2 else 'rtdetr'}_pytorch)"]
         if deployed:
             notes.append(f"dropped {len(deployed)} folded RepVGG kernels (the trainable branches are loaded)")
     elif is_hf(state_dict):
