@@ -157,6 +157,13 @@ class DetectionTask(TaskShell):
                                     num_denoising=cfg.num_denoising, label_noise_ratio=cfg.label_noise_ratio,
                                     box_noise_scale=cfg.box_noise_scale) if cfg.num_denoising else None
 
+    def setup(self, stage: str) -> None:
+        """Refuse multi-scale sizes RT-DETR cannot take (``VisionDataModule(multiscale_sizes=...)``)."""
+        sizes = getattr(self.trainer.datamodule, "multiscale_sizes", None) if self._trainer else None
+        if self.is_rtdetr and sizes and any(s % 32 for s in sizes):
+            raise ConfigError(f"multiscale_sizes {sizes}: RT-DETR's sizes must be multiples of 32 (its stride-32 "
+                              f"map), not {[s for s in sizes if s % 32]}", "e.g. [480, 512, 544, ..., 800]")
+
     # -- training and evaluation ----------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
