@@ -8,6 +8,7 @@ import torch
 from vitkit.data import VisionDataModule
 from vitkit.data.errors import DataError
 from vitkit.data.multiscale import BatchScales, draw_size, rescale_batch
+from vitkit.data.sampling import ResumableLoader, ResumableSampler
 from vitkit.errors import ConfigError
 
 SIZES = [32, 64, 96]
@@ -22,6 +23,11 @@ def test_sizes_come_from_the_list_reproducibly_per_optimiser_step():
     sizes = [tag({}, 1, i)["scale"] for i in range(8)]
     assert sizes[0::2] == sizes[1::2] == [draw_size(SIZES, seed=0, epoch=1, step=s) for s in range(4)]
     assert "scale" not in tag({}, 2, 0)  # the no-augmentation epochs train at the evaluation size
+    # the two processes' shares of each global batch get the same size
+    keys = [ResumableLoader(Keyed(), sampler=ResumableSampler(16, seed=0, num_replicas=2, rank=r), batch_size=2,
+                            annotate=BatchScales(SIZES, seed=0), collate_fn=lambda s: {}) for r in (0, 1)]
+    assert [b["scale"] for b in keys[0]] == [b["scale"] for b in keys[1]] == [
+        draw_size(SIZES, seed=0, epoch=0, step=i) for i in range(4)]
 
 
 def test_rescaled_batch_keeps_boxes_and_masks_consistent():
@@ -47,6 +53,16 @@ def test_rescaled_batch_keeps_boxes_and_masks_consistent():
         rows, cols = bright.nonzero().unbind(1)
         assert abs(rows.min() - (cy - bh / 2) * h) <= 1 and abs(rows.max() + 1 - (cy + bh / 2) * h) <= 1
         assert abs(cols.min() - (cx - bw / 2) * w) <= 1 and abs(cols.max() + 1 - (cx + bw / 2) * w) <= 1
+
+
+class Keyed:
+    """A data set of 16 empty samples indexed by the sampler's keys."""
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, key) -> dict:
+        return {}
 
 
 class Recorder(L.LightningModule):

@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 from lightning import Trainer
+from safetensors.torch import load_file
 from torch import nn
 
 from tests.tasks.test_detection_task import loader
 from tests.tasks.test_rtdetr_task import make_task
+from vitkit.cli import main
 from vitkit.errors import CheckpointError, ConfigError
 from vitkit.tasks import DetectionTask
 from vitkit.tasks.ema import build_ema
@@ -61,6 +63,9 @@ def test_detection_validates_the_ema_and_the_checkpoint_keeps_it(tmp_path):
     assert torch.equal(rebuilt.model.state_dict()[key], raw[key])  # the raw weights by default
     with_ema = load_task(ckpt, expected=DetectionTask, ema=True)  # --ema of predict / detect / export
     assert all(torch.equal(with_ema.model.state_dict()[k], v) for k, v in ema.items())
+    out = tmp_path / "ema.safetensors"
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(out), "--ema"]) == 0
+    assert torch.equal(load_file(str(out))[key], ema[key])
 
     plain = make_task()
     trainer = Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, default_root_dir=tmp_path / "plain",
@@ -68,3 +73,5 @@ def test_detection_validates_the_ema_and_the_checkpoint_keeps_it(tmp_path):
     trainer.fit(plain, train_dataloaders=loader())
     with pytest.raises(CheckpointError, match="holds no EMA weights"):
         load_task(tmp_path / "plain" / "checkpoints" / "last.ckpt", ema=True)
+    assert main(["export", "--ckpt", str(tmp_path / "plain" / "checkpoints" / "last.ckpt"), "--out", str(out),
+                 "--ema"]) == 2  # one line: the checkpoint has no EMA weights
