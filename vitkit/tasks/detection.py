@@ -183,12 +183,12 @@ class DetectionTask(TaskShell):
         return checked
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.model)
+        self._eval_step(batch, "val")
         if self.ema is not None:
             self._eval_step(batch, "val_ema", self.ema_model())
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.model)
+        self._eval_step(batch, "test")
         if self.ema is not None:
             self._eval_step(batch, "test_ema", self.ema_model())
 
@@ -221,9 +221,10 @@ class DetectionTask(TaskShell):
         if self.ema is not None:
             self._finish_eval("test_ema")
 
-    def _eval_step(self, batch: dict[str, Any], stage: str, model: nn.Module) -> None:
+    def _eval_step(self, batch: dict[str, Any], stage: str, model: nn.Module | None = None) -> None:
+        """Losses and detections of ``model`` (default: the task's own forward, the raw model) on a batch."""
         targets = batch["targets"]
-        outputs = model(batch["image"], batch["pixel_mask"])
+        outputs = (self if model is None else model)(batch["image"], batch["pixel_mask"])
         self._log_losses(self.criterion(outputs, targets), stage, len(targets))
         results = self.detections(outputs, coco_eval.as_tensor_sizes(targets), box_format="xywh")
         seen = self._eval.setdefault(stage, {"results": [], "records": []})
