@@ -4,7 +4,7 @@ After optimiser step ``t`` every floating-point tensor of the model's state (par
 ``ema ← d_t · ema + (1 − d_t) · weight`` (integer buffers are copied), through ``timm.utils.ModelEmaV3``. The decay
 ``d_t`` is ``ema_decay``, ramped up early on according to ``ema_warmup``:
 
-- ``True``: timm's ramp ``d_t = min(ema_decay, 1 − (1 + (t − 1))^(−2/3))`` (``d_1 = 0``: the first step copies),
+- ``True``: timm's ramp ``d_t = min(ema_decay, 1 − t^(−2/3))`` (``d_1 = 0``: the first step copies),
   the classification recipe's (DeiT);
 - an integer ``N``: RT-DETR's ramp (Zhao et al. 2024, its official ``ModelEMA``) ``d_t = ema_decay · (1 − exp(−t /
   N))``, e.g. ``0.9999`` with ``N = 2000``;
