@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", type=int, default=0, metavar="K",
                         help="also write <image>_attention.png: the last decoder layer's cross-attention of the K "
                              "most confident detections")
+    parser.add_argument("--ema", action="store_true",
+                        help="use the checkpoint's EMA weights (a run with --model.init_args.ema_decay)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,16 +34,16 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise MissingFileError(f"image file(s) not found: {', '.join(missing)}", "check the paths")
     out = detect_files(args.ckpt, args.images, args.out, threshold=args.threshold, device=args.device,
-                       attention=args.attention)
+                       attention=args.attention, ema=args.ema)
     print(f"{out['detections']} detections in {len(args.images)} images written to {out['folder']}")
     return 0
 
 
 def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, threshold: float = 0.7,
-                 device: str | None = None, attention: int = 0) -> dict:
+                 device: str | None = None, attention: int = 0, ema: bool = False) -> dict:
     """Run the checkpoint's detector on ``files``; write drawings and JSON under ``out`` (and the cross-attention
-    figures of the ``attention`` best detections per image); returns a summary. Images are prepared, and detections
-    recorded, as ``vitkit predict`` does (``vitkit.inference``)."""
+    figures of the ``attention`` best detections per image); returns a summary. ``ema``: with the checkpoint's EMA
+    weights. Images are prepared, and detections recorded, as ``vitkit predict`` does (``vitkit.inference``)."""
     import torch
 
     from vitkit.data.imagefolder import read_image
@@ -53,7 +55,8 @@ def detect_files(ckpt: str | Path, files: list[str], out: str | Path, *, thresho
     from vitkit.viz.detections import draw_detections
     from vitkit.viz.detr_attention import detr_cross_attention_maps
 
-    predictor = Predictor.from_checkpoint(ckpt, expected=DetectionTask, threshold=threshold, device=device)
+    predictor = Predictor.from_checkpoint(ckpt, expected=DetectionTask, threshold=threshold, device=device,
+                                          ema=ema)
     task = predictor.task
     if attention > 0 and not isinstance(task.model, DETR):
         raise ConfigError(f"--attention {attention}: the maps are DETR's dense cross-attention, and {ckpt} holds a "

@@ -29,23 +29,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="; ".join(f"{name}: {f.help}" for name, f in FORMATS.items()))
     parser.add_argument("--out", required=True, help="file to write (" + ", ".join(
         f"{f.suffix or 'a folder'} for {name}" for name, f in FORMATS.items()) + ")")
+    parser.add_argument("--ema", action="store_true",
+                        help="use the checkpoint's EMA weights (a run with --model.init_args.ema_decay)")
 
 
 def run(args: argparse.Namespace) -> int:
-    print(export(args.ckpt, args.out, format=args.format))
+    print(export(args.ckpt, args.out, format=args.format, ema=args.ema))
     return 0
 
 
-def export(ckpt: str | Path, out: str | Path, *, format: str = "safetensors") -> str:
+def export(ckpt: str | Path, out: str | Path, *, format: str = "safetensors", ema: bool = False) -> str:
     """Write the model of training checkpoint ``ckpt`` to ``out`` in ``format``; returns what was written.
-    Reading ``ckpt`` runs no code stored in it."""
+    ``ema``: the checkpoint's EMA weights rather than the raw ones. Reading ``ckpt`` runs no code stored in it."""
     from vitkit.tasks.shell import load_task
     from vitkit.weights import CheckpointError
 
     spec, out = FORMATS[format], Path(out)
     if spec.suffix and out.suffix != spec.suffix:
         raise CheckpointError(f"--out {out}: the exported file is a {format} file", f"name it <something>{spec.suffix}")
-    return spec.write(load_task(ckpt), out, ckpt)
+    return spec.write(load_task(ckpt, ema=ema), out, ckpt)
 
 
 def _preset(task: Any, ckpt: str | Path, fix: str) -> str:

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers reading the files (default: up "
                                                                    "to 4, one per CPU core)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--ema", action="store_true",
+                        help="use the checkpoint's EMA weights (a run with --model.init_args.ema_decay)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
         raise ConfigError(f"--batch-size {args.batch_size} / --workers {args.workers}",
                           "use a batch size >= 1 and workers >= 0")
-    predictor = Predictor.from_checkpoint(args.ckpt, top_k=args.top_k, threshold=args.threshold, device=args.device)
+    predictor = Predictor.from_checkpoint(args.ckpt, top_k=args.top_k, threshold=args.threshold, device=args.device,
+                                          ema=args.ema)
     start = time.perf_counter()
     found = predictor.predict_files(args.paths, batch_size=args.batch_size, num_workers=args.workers)
     seconds = time.perf_counter() - start

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Subset, get_worker_info
 from vitkit.data.datasets import DataOptions, get_dataset, sample_path
 from vitkit.data.errors import DataError
 from vitkit.data.formats import FormattedDataset, get_task_format
+from vitkit.data.multiscale import BatchScales, check_sizes, rescale_batch
 from vitkit.data.preprocessing import Preprocessing
 from vitkit.data.sampling import ResumableLoader, ResumableSampler, per_device_batch_size
 from vitkit.data.transforms import check_recipe_augment, resolve_augment
@@ -81,6 +82,8 @@ class VisionDataModule(L.LightningDataModule):
         global_batch_size: int | None = None,
         skip_bad_files: bool = False,
         decode: Literal["cpu", "gpu"] = "cpu",
+        multiscale_sizes: list[int] | None = None,
+        no_aug_epochs: int = 0,
     ) -> None:
         """
         Args:
@@ -132,6 +135,11 @@ class VisionDataModule(L.LightningDataModule):
                 end of the run, instead of stopping with the file's name.
             decode: where classification JPEGs are decoded: cpu (the workers, at a reduced DCT scale) or gpu (the
                 workers plan each crop, the device decodes the batch with nvJPEG; ``vitkit.data.device_decode``).
+            multiscale_sizes: detection: train each batch at a shorter side drawn from this list (RT-DETR: 480 to
+                800 step 32 for image_size 640), seeded per optimiser step (``vitkit.data.multiscale``); RT-DETR
+                needs multiples of 32. Default: off.
+            no_aug_epochs: train the last N epochs of ``trainer.max_epochs`` with the evaluation transform and no
+                multi-scale (RT-DETR's last epochs without augmentation); 0: off.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -161,6 +169,10 @@ class VisionDataModule(L.LightningDataModule):
             raise DataError(f"rand_augment / random_erasing apply to classification, not to task={task!r}",
                             "remove them from the data options")
         self.recipe_augment = {"rand_augment": rand_augment, "random_erasing": random_erasing}
+        self.multiscale_sizes = check_sizes(multiscale_sizes, task)
+        if isinstance(no_aug_epochs, bool) or not isinstance(no_aug_epochs, int) or no_aug_epochs < 0:
+            raise DataError(f"no_aug_epochs={no_aug_epochs!r} must be a whole number >= 0", "use 0 to keep augmenting")
+        self.no_aug_epochs = no_aug_epochs
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.global_batch_size, self.skip_bad_files = global_batch_size, skip_bad_files
         default_workers = min(4, os.cpu_count() or 1) if self.info.use_workers else 0
@@ -245,7 +257,7 @@ class VisionDataModule(L.LightningDataModule):
                 raise DataError(f"the {name} split of {self.dataset_name!r} is empty",
                                 f"add images (or a {name}/ folder) or raise --data.val_split")
             self._datasets[name] = FormattedDataset(split, transform, self.task_format, seed=self.seed,
-                                                    skip_bad_files=self.skip_bad_files)
+                                                    skip_bad_files=self.skip_bad_files, plain_transform=eval_tf)
         log.info("%s: %d train / %d val / %d test samples, %d classes, image size %d, augment=%s", self.dataset_name,
                  len(splits.train), len(splits.val), len(splits.test), self.num_classes, self.image_size,
                  self.augment)
@@ -255,6 +267,23 @@ class VisionDataModule(L.LightningDataModule):
         if isinstance(batch, dict) and "jpeg" in batch:
             return self.task_format.decode_batch(batch, self.trainer.strategy.root_device)
         return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Multi-scale training: a batch tagged with its size is resized on the device (``vitkit.data.multiscale``)."""
+        if isinstance(batch, dict) and "scale" in batch:
+            batch = dict(batch)
+            return rescale_batch(batch, batch.pop("scale"), self.image_size)
+        return batch
+
+    def plain_from_epoch(self) -> int | None:
+        """The first of the ``no_aug_epochs`` last epochs of the attached trainer's ``max_epochs`` (None: off)."""
+        trainer = self.trainer
+        if not self.no_aug_epochs or trainer is None:
+            return None
+        if trainer.max_epochs is None or trainer.max_epochs < 0:
+            raise DataError(f"no_aug_epochs={self.no_aug_epochs} counts back from trainer.max_epochs, which is "
+                            f"{trainer.max_epochs}", "set --trainer.max_epochs")
+        return max(0, trainer.max_epochs - self.no_aug_epochs)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -334,9 +363,13 @@ class VisionDataModule(L.LightningDataModule):
         batch_size = self.train_batch_size()
         sampler = ResumableSampler(len(data), seed=self.seed, num_replicas=trainer.world_size if trainer else 1,
                                    rank=rank)
+        # the epoch of every sample key decides the transform, in the workers too (they are started after this)
+        data.plain_from_epoch = self.plain_from_epoch()
+        scales = BatchScales(self.multiscale_sizes, seed=self.seed, plain_from_epoch=data.plain_from_epoch,
+                             accumulate=trainer.accumulate_grad_batches if trainer else 1)
         # equal-sized steps, unless that would leave none
         loader = ResumableLoader(data, sampler=sampler, batch_size=batch_size, drop_last=len(sampler) > batch_size,
-                                 **common)
+                                 annotate=scales if self.multiscale_sizes else None, **common)
         if self._resume_position is not None:
             loader.load_state_dict(self._resume_position)
             self._resume_position = None

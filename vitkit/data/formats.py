@@ -201,11 +201,16 @@ class FormattedDataset(Dataset):
     (``vitkit.data.sampling``). With ``skip_bad_files`` a sample whose file cannot be read (a ``DataError``) is
     replaced by the next readable one of the split and marked in ``bad``, a boolean tensor in shared memory that
     DataLoader workers write and the main process reads (``bad_samples``).
+
+    ``plain_transform`` with ``plain_from_epoch``: the samples of a key of that epoch or later go through
+    ``plain_transform`` (the evaluation one: RT-DETR's no-augmentation last epochs). The switch follows the epoch
+    each key carries, so it reaches persistent DataLoader workers and resumed runs without rebuilding the loader.
     """
 
     def __init__(self, samples: Dataset, transform, task_format: TaskFormat, *, seed: int = 0,
-                 skip_bad_files: bool = False) -> None:
+                 skip_bad_files: bool = False, plain_transform=None, plain_from_epoch: int | None = None) -> None:
         self.samples, self.transform, self.task_format, self.seed = samples, transform, task_format, seed
+        self.plain_transform, self.plain_from_epoch = plain_transform, plain_from_epoch
         self.bad = torch.zeros(len(samples), dtype=torch.bool).share_memory_() if skip_bad_files else None
 
     def __len__(self) -> int:
@@ -227,10 +232,13 @@ class FormattedDataset(Dataset):
         raise DataError(f"no sample of this split can be read ({n} tried)", "run `vitkit check-data` on the dataset")
 
     def _load(self, index: int, epoch: int | None) -> dict[str, Tensor]:
-        if epoch is not None and hasattr(self.transform, "set_random_state"):
-            seed_transform(self.transform, [self.seed, epoch, index])
-        sample = raw_sample(self.samples, index, encoded=getattr(self.transform, "decodes", False))
-        return self.task_format.format(sample, self.transform)
+        transform = self.transform
+        if epoch is not None and self.plain_from_epoch is not None and epoch >= self.plain_from_epoch:
+            transform = self.plain_transform
+        elif epoch is not None and hasattr(transform, "set_random_state"):
+            seed_transform(transform, [self.seed, epoch, index])
+        sample = raw_sample(self.samples, index, encoded=getattr(transform, "decodes", False))
+        return self.task_format.format(sample, transform)
 
     def bad_samples(self) -> list[int]:
         """Indices of the samples skipped so far as unreadable (``skip_bad_files``), in any process."""

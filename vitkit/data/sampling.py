@@ -25,7 +25,7 @@ mixup) lives in the global generators, which ``vitkit.training.rng_state`` saves
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -83,10 +83,16 @@ class ResumableLoader(DataLoader):
     ``state_dict()`` is ``{"epoch", "batches"}`` (batches handed out in that epoch) plus what the position means
     (batch size, process count, seed). Restoring it with another batch size or process count cannot continue the
     same order; the loader then says so and skips the same number of batches of the new order.
+
+    ``annotate(batch, epoch, batch_index)``, when given, is applied to each batch in the main process (with the
+    batch's index within the epoch, resumed epochs included), e.g. to tag it with its multi-scale size
+    (``vitkit.data.multiscale.BatchScales``).
     """
 
-    def __init__(self, dataset: Any, *, sampler: Sampler, **kwargs: Any) -> None:
+    def __init__(self, dataset: Any, *, sampler: Sampler, annotate: Callable[[Any, int, int], Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(dataset, sampler=sampler, **kwargs)
+        self.annotate = annotate
         # Lightning's overfit_batches rebuilds the loader around a SequentialSampler: the same first batches every
         # epoch, a plain DataLoader with no position to save
         self.resumable = isinstance(sampler, ResumableSampler)
@@ -102,7 +108,7 @@ class ResumableLoader(DataLoader):
         self._batches = self.sampler._skip // self.batch_size
         for batch in super().__iter__():
             self._batches += 1
-            yield batch
+            yield batch if self.annotate is None else self.annotate(batch, self._epoch, self._batches - 1)
 
     def state_dict(self) -> dict[str, Any]:
         if not self.resumable:

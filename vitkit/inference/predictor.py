@@ -69,10 +69,12 @@ class Predictor:
         self.top_k, self.threshold = top_k, threshold
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, expected: type[TaskShell] | None = None, **kwargs: Any) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, *, expected: type[TaskShell] | None = None, ema: bool = False,
+                        **kwargs: Any) -> Predictor:
         """The task of ``vitkit fit`` checkpoint ``path`` with its saved preprocessing (keywords as ``Predictor``);
-        ``expected``: the task class the caller needs (another is a ``CheckpointError``)."""
-        task = load_task(path, expected=expected)
+        ``expected``: the task class the caller needs (another is a ``CheckpointError``); ``ema``: with the
+        checkpoint's EMA weights (``load_task``)."""
+        task = load_task(path, expected=expected, ema=ema)
         return cls(task, saved_preprocessing(task, path), **kwargs)
 
     @property

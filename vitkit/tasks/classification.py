@@ -48,7 +48,8 @@ class ClassificationTask(TaskShell):
         mixup_prob: probability of mixing a batch; mixup_switch_prob: of cutmix rather than mixup when both are on.
         mixup_off_epoch: from this epoch on, train on unmixed batches (timm's ``--mixup-off-epoch``).
         ema_decay: keep an exponential moving average of the weights with this decay (e.g. 0.9998) and validate it
-            too (``val_ema/acc1``); ``None``: off. ema_warmup: ramp the decay up early on (short runs need it).
+            too (``val_ema/acc1``); ``None``: off. ema_warmup: ramp the decay up early on (short runs need it):
+            ``true`` timm's ramp, or a number of steps (RT-DETR's ramp; ``vitkit.tasks.ema``).
         layer_decay: layer-wise lr decay factor (e.g. 0.75): ViT, CvT and timm models; ``None``: off.
         drop_path_rate: stochastic-depth rate for a named model (overrides the preset's); ``None``: the preset's.
         compile, grad_checkpointing, nonfinite_loss, allow_large_inputs: the switches every task has
@@ -79,7 +80,7 @@ class ClassificationTask(TaskShell):
         mixup_switch_prob: float = 0.5,
         mixup_off_epoch: int | None = None,
         ema_decay: float | None = None,
-        ema_warmup: bool = True,
+        ema_warmup: bool | int = True,
         layer_decay: float | None = None,
         drop_path_rate: float | None = None,
         compile: bool | dict[str, Any] = False,
@@ -102,10 +103,7 @@ class ClassificationTask(TaskShell):
         self.class_names = self.class_names or [str(i) for i in range(self.num_classes)]
         self._layer_scale = layer_decay_scale(self.model, layer_decay) if layer_decay else None
         self.mixup = build_mixup(self.hparams, self.num_classes)
-        # The EMA copy is kept out of the module tree (and of state_dict, so that Lightning checkpoints still load
-        # as plain weights); it is saved under the checkpoint's "model_ema" entry.
-        object.__setattr__(self, "ema", build_ema(self.model, ema_decay, warmup=ema_warmup))
-        self._ema_step = -1
+        self.init_ema(ema_decay, ema_warmup)
         top_k = min(5, self.num_classes)
         stages = ("train", "val", "test") + (("val_ema", "test_ema") if self.ema is not None else ())
         self.metric_keys = {
@@ -143,23 +141,17 @@ class ClassificationTask(TaskShell):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.model)
         if self.ema is not None:
-            self._evaluate(batch, "val_ema", self._ema_model())
+            self._evaluate(batch, "val_ema", self.ema_model())
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test", self.model)
         if self.ema is not None:
-            self._evaluate(batch, "test_ema", self._ema_model())
+            self._evaluate(batch, "test_ema", self.ema_model())
 
     def on_train_epoch_start(self) -> None:
         off = self.hparams.mixup_off_epoch
         if self.mixup is not None and off is not None and self.current_epoch >= off:
             self.mixup.mixup_enabled = False
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None and self.global_step != self._ema_step:  # once per optimiser step
-            self._ema_model().requires_grad_(False)
-            self.ema.update(self.model, step=self.global_step)
-            self._ema_step = self.global_step
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs = self(batch["image"]).softmax(dim=-1)  # (B, K)
@@ -220,13 +212,6 @@ class ClassificationTask(TaskShell):
                 metric(logits, labels)
                 self.log(f"{stage}/acc{k}", metric, on_step=False, on_epoch=True, prog_bar=k == 1, batch_size=n)
 
-    def _ema_model(self) -> nn.Module:
-        """The EMA weights' module, on the task's device (Lightning moves only registered modules)."""
-        module = self.ema.module
-        if next(module.parameters()).device != self.device:
-            module.to(self.device)
-        return module
-
     def lr_scale(self, name: str) -> float:
         return self._layer_scale(name) if self._layer_scale is not None else 1.0
 
@@ -238,17 +223,6 @@ class ClassificationTask(TaskShell):
 
     def extra_callbacks(self) -> list[Callback]:
         return [ClassificationPredictionWriter()]
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        state = super().checkpoint_state()
-        if self.ema is not None:
-            state["model_ema"] = self.ema.module.state_dict()
-        return state
-
-    def restore_state(self, state: dict[str, Any]) -> None:
-        super().restore_state(state)
-        if self.ema is not None and "model_ema" in state:
-            self.ema.module.load_state_dict(state["model_ema"])
 
 
 def build_mixup(hparams: Any, num_classes: int):
@@ -263,18 +237,6 @@ def build_mixup(hparams: Any, num_classes: int):
     return Mixup(mixup_alpha=hparams.mixup_alpha, cutmix_alpha=hparams.cutmix_alpha, prob=hparams.mixup_prob,
                  switch_prob=hparams.mixup_switch_prob, label_smoothing=hparams.label_smoothing,
                  num_classes=num_classes)
-
-
-def build_ema(model: nn.Module, decay: float | None, *, warmup: bool):
-    """``timm.utils.ModelEmaV3`` of ``model`` (a frozen copy), or ``None`` when ``decay`` is ``None``."""
-    if decay is None:
-        return None
-    if not 0.0 < decay < 1.0:
-        raise ConfigError(f"ema_decay={decay} must lie in (0, 1)",
-                          "use e.g. 0.9998, or leave it unset to disable the EMA")
-    from timm.utils import ModelEmaV3
-
-    return ModelEmaV3(model, decay=decay, use_warmup=warmup)
 
 
 def _num_outputs(model: nn.Module) -> int:

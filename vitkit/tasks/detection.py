@@ -67,6 +67,10 @@ class DetectionTask(TaskShell):
         warmup_steps: raise the learning rates linearly from 1/warmup_steps of their value to it over this many
             optimiser steps (0: none, as the paper). Helps higher rates than the paper's when training from scratch.
         freeze_backbone: train only the Transformer and heads (fine-tuning on small data).
+        ema_decay, ema_warmup: keep an exponential moving average of the weights (``vitkit.tasks.ema``; RT-DETR's:
+            0.9999 with a 2000-step ramp, ``ema_warmup: 2000``) and evaluate it beside the raw model with COCO AP
+            (``val_ema/AP``, ``val_ema/AP50``, ...); ``None``: off. ``--ema`` of ``vitkit detect``, ``predict`` and
+            ``export`` uses the EMA weights of a checkpoint.
         eos_coef, weight_ce, weight_bbox, weight_giou: criterion settings (matcher costs use the same weights).
         predictions_file: COCO-results JSON written under the run's log folder after each validation.
         compile, grad_checkpointing, nonfinite_loss, allow_large_inputs: the switches every task has
@@ -93,6 +97,8 @@ class DetectionTask(TaskShell):
         lr_drop_epoch: int | None = None,
         warmup_steps: int = 0,
         freeze_backbone: bool = False,
+        ema_decay: float | None = None,
+        ema_warmup: bool | int = True,
         eos_coef: float = 0.1,
         weight_ce: float = 1.0,
         weight_bbox: float = 5.0,
@@ -122,6 +128,7 @@ class DetectionTask(TaskShell):
         if freeze_backbone:
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)
+        self.init_ema(ema_decay, ema_warmup)
         if self.is_rtdetr:  # the class loss is the varifocal one (weight_ce), matched at RT-DETR's class cost 2
             self.criterion = RTDETRCriterion(self.num_classes, weight_vfl=weight_ce, weight_bbox=weight_bbox,
                                              weight_giou=weight_giou,
@@ -130,7 +137,7 @@ class DetectionTask(TaskShell):
             matcher = HungarianMatcher(weight_ce, weight_bbox, weight_giou)
             self.criterion = SetCriterion(self.num_classes, matcher=matcher, weight_ce=weight_ce,
                                           weight_bbox=weight_bbox, weight_giou=weight_giou, eos_coef=eos_coef)
-        self._eval: dict[str, list] = {"results": [], "records": []}
+        self._eval: dict[str, dict[str, list]] = {}  # per evaluated stage (val, val_ema, ...): results, records
         self.last_predictions: list[dict] = []  # COCO results of the last validation / test epoch
 
     def forward(self, images: Tensor, pixel_mask: Tensor | None = None) -> dict:
@@ -149,6 +156,13 @@ class DetectionTask(TaskShell):
         return make_denoising_group(targets, model.denoising_class_embed, num_queries=cfg.num_queries,
                                     num_denoising=cfg.num_denoising, label_noise_ratio=cfg.label_noise_ratio,
                                     box_noise_scale=cfg.box_noise_scale) if cfg.num_denoising else None
+
+    def setup(self, stage: str) -> None:
+        """Refuse multi-scale sizes RT-DETR cannot take (``VisionDataModule(multiscale_sizes=...)``)."""
+        sizes = getattr(self.trainer.datamodule, "multiscale_sizes", None) if self._trainer else None
+        if self.is_rtdetr and sizes and any(s % 32 for s in sizes):
+            raise ConfigError(f"multiscale_sizes {sizes}: RT-DETR's sizes must be multiples of 32 (its stride-32 "
+                              f"map), not {[s for s in sizes if s % 32]}", "e.g. [480, 512, 544, ..., 800]")
 
     # -- training and evaluation ----------------------------------------------------------------------------------
 
@@ -170,9 +184,13 @@ class DetectionTask(TaskShell):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
+        if self.ema is not None:
+            self._eval_step(batch, "val_ema", self.ema_model())
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test")
+        if self.ema is not None:
+            self._eval_step(batch, "test_ema", self.ema_model())
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Tensor]]:
         """Per image: ``scores``, ``labels`` (category ids), ``boxes`` (xyxy pixels of the original image)."""
@@ -189,32 +207,43 @@ class DetectionTask(TaskShell):
                            threshold=threshold, activation="sigmoid" if self.is_rtdetr else "softmax")
 
     def on_validation_epoch_start(self) -> None:
-        self._eval = {"results": [], "records": []}
+        self._eval = {}
 
     on_test_epoch_start = on_validation_epoch_start
 
     def on_validation_epoch_end(self) -> None:
         self._finish_eval("val")
+        if self.ema is not None:
+            self._finish_eval("val_ema")
 
     def on_test_epoch_end(self) -> None:
         self._finish_eval("test")
+        if self.ema is not None:
+            self._finish_eval("test_ema")
 
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+    def _eval_step(self, batch: dict[str, Any], stage: str, model: nn.Module | None = None) -> None:
+        """Losses and detections of ``model`` (default: the task's own forward, the raw model) on a batch."""
         targets = batch["targets"]
-        outputs = self(batch["image"], batch["pixel_mask"])
+        outputs = (self if model is None else model)(batch["image"], batch["pixel_mask"])
         self._log_losses(self.criterion(outputs, targets), stage, len(targets))
         results = self.detections(outputs, coco_eval.as_tensor_sizes(targets), box_format="xywh")
-        self._eval["results"] += to_coco_results(results, [int(t["image_id"]) for t in targets])
-        self._eval["records"] += coco_eval.gt_records(targets)
+        seen = self._eval.setdefault(stage, {"results": [], "records": []})
+        seen["results"] += to_coco_results(results, [int(t["image_id"]) for t in targets])
+        seen["records"] += coco_eval.gt_records(targets)
 
     def _finish_eval(self, stage: str) -> None:
-        results, records = _gather_unique(self._eval["results"], self._eval["records"])
+        """COCO evaluation of the stage's detections, logged as ``{stage}/AP`` etc.; for the raw model (``val``,
+        ``test``) also the predictions file and the per-class report (the EMA's stages log their metrics only)."""
+        seen = self._eval.get(stage, {"results": [], "records": []})
+        results, records = _gather_unique(seen["results"], seen["records"])
         if not records:
             return
-        gt = self._ground_truth(stage, records)
+        gt = self._ground_truth(stage.removesuffix("_ema"), records)
         metrics, per_class = coco_eval.evaluate_per_class(gt, results, image_ids=[r["image_id"] for r in records])
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, prog_bar=name in ("AP", "AP50"), sync_dist=False)
+        if stage.endswith("_ema"):
+            return
         self.last_predictions = results
         log_dir = self.trainer.log_dir  # on every process: Lightning broadcasts it from rank zero
         if self.hparams.predictions_file and self.trainer.is_global_zero and log_dir:

@@ -15,6 +15,9 @@ keeps its objective — loss, metrics, learning-rate schedule and ``lr_scale`` �
   epoch; Lightning's ``save_last`` only refreshes it when the best one improves). A checkpoint records the task's
   class (so ``load_task`` rebuilds it without running pickled code), its class names and the data's preprocessing
   (``vitkit.data.preprocessing``), which inference, ``vitkit detect`` and exports use.
+- **Weights EMA** (``init_ema``, ``vitkit.tasks.ema``): an exponential moving average of the weights, updated once
+  per optimiser step, evaluated by the task beside the raw model (``val_ema/*``) through ``ema_model()``, saved under
+  the checkpoint's ``"model_ema"`` entry; ``load_task(path, ema=True)`` serves those weights.
 - **Evaluation reports**: per-class tables and figures go to ``<run folder>/evaluation/`` (``report_folder``).
 - **Optimiser groups**: AdamW groups without weight decay for biases, norms and what the model's
   ``no_weight_decay()`` lists, each at ``lr × lr_scale(name)``.
@@ -33,6 +36,7 @@ from torch import Tensor, nn
 
 from vitkit.build import create_for_data
 from vitkit.errors import CheckpointError, ConfigError
+from vitkit.tasks.ema import build_ema
 from vitkit.tasks.optim import param_groups
 from vitkit.training.nonfinite import checked_loss
 from vitkit.weights import load_state_dict
@@ -81,6 +85,15 @@ class TaskShell(L.LightningModule):
         self.class_names = list(class_names) if class_names else None  # subclasses fill a default
         self.preprocessing: dict[str, Any] | None = None  # the data's, from fit start or the checkpoint
         self._compiled = False
+        self.init_ema(None)
+
+    def init_ema(self, decay: float | None, warmup: bool | int = True) -> None:
+        """Keep an EMA of ``self.model``'s weights with ``decay`` (``None``: none; ``vitkit.tasks.ema``); sets
+        ``self.ema``. Call it after ``init_shell``, once the model's weights are loaded."""
+        # The copy is kept out of the module tree (and of state_dict, so that Lightning checkpoints still load as
+        # plain weights); it is saved under the checkpoint's "model_ema" entry.
+        object.__setattr__(self, "ema", build_ema(self.model, decay, warmup=warmup))
+        self._ema_step = -1
 
     # -- the model's design ----------------------------------------------------------------------------------------
     @property
@@ -103,6 +116,20 @@ class TaskShell(L.LightningModule):
                 raise ConfigError(f"compile={options!r}: not options of torch.compile ({e})",
                                   "use torch.compile's keywords: mode, backend, dynamic, fullgraph, options") from e
             self._compiled = True
+
+    # -- weights EMA -----------------------------------------------------------------------------------------------
+    def ema_model(self) -> nn.Module:
+        """The EMA weights' module, on the task's device (Lightning moves only registered modules)."""
+        module = self.ema.module
+        if next(module.parameters()).device != self.device:
+            module.to(self.device)
+        return module
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None and self.global_step != self._ema_step:  # once per optimiser step
+            self.ema_model().requires_grad_(False)
+            self.ema.update(self.model, step=self.global_step)
+            self._ema_step = self.global_step
 
     # -- optimisation ----------------------------------------------------------------------------------------------
     def lr_scale(self, name: str) -> float:
@@ -144,11 +171,16 @@ class TaskShell(L.LightningModule):
 
     def checkpoint_state(self) -> dict[str, Any]:
         """What the task saves beside the weights (subclasses add to it); restored by ``restore_state``."""
-        return {"class_names": self.class_names, "preprocessing": self.preprocessing}
+        state = {"class_names": self.class_names, "preprocessing": self.preprocessing}
+        if self.ema is not None:
+            state["model_ema"] = self.ema.module.state_dict()
+        return state
 
     def restore_state(self, state: dict[str, Any]) -> None:
         self.class_names = state.get("class_names") or self.class_names
         self.preprocessing = state.get("preprocessing") or self.preprocessing
+        if self.ema is not None and "model_ema" in state:
+            self.ema.module.load_state_dict(state["model_ema"])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[TASK_KEY] = f"{type(self).__module__}:{type(self).__qualname__}"
@@ -158,11 +190,13 @@ class TaskShell(L.LightningModule):
         self.restore_state(checkpoint)
 
 
-def load_task(path: str | Path, *, expected: type[TaskShell] | None = None) -> TaskShell:
+def load_task(path: str | Path, *, expected: type[TaskShell] | None = None, ema: bool = False) -> TaskShell:
     """The task saved in Lightning checkpoint ``path``, in eval mode on the CPU, read without running pickled code.
 
     Only task classes defined in ``vitkit.tasks`` are rebuilt; ``expected`` (a task class) turns "this checkpoint
-    holds another kind of task" into a clear error.
+    holds another kind of task" into a clear error. ``ema``: the model gets the checkpoint's EMA weights (its
+    ``"model_ema"`` entry, written when the run had ``ema_decay``) instead of the raw ones; a checkpoint without
+    them is a ``CheckpointError``.
     """
     raw = load_pickle_safely(path)
     if not isinstance(raw, dict) or TASK_KEY not in raw:
@@ -181,4 +215,9 @@ def load_task(path: str | Path, *, expected: type[TaskShell] | None = None) -> T
     task = cls(**hparams)
     load_state_dict(task, raw["state_dict"], source=str(path), head_prefixes=())
     task.on_load_checkpoint(raw)
+    if ema:
+        if not isinstance(raw.get("model_ema"), dict):
+            raise CheckpointError(f"{path} holds no EMA weights (its run had no ema_decay)",
+                                  "drop --ema to use its weights, or train with --model.init_args.ema_decay")
+        task.model.load_state_dict(raw["model_ema"])
     return task.eval()
