@@ -79,7 +79,7 @@ def pretrained_checkpoint(name: str, model: nn.Module, which: Pretrained = True)
         backbone = getattr(getattr(model, "config", None), "backbone", None)
         if not isinstance(backbone, str):
             raise ConfigError(f"pretrained='backbone': {name} has no timm backbone",
-                              "it is for detectors (detr_*); use pretrained=True for the whole model")
+                              "it is for detectors (detr_*, rtdetr_*); use pretrained=True for the whole model")
         return hub.HUB_PREFIX + hub.BACKBONES[backbone] if backbone in hub.BACKBONES else _timm_hub_id(backbone)
     if which is not True:
         raise ConfigError(f"pretrained={which!r}", "use true, false or 'backbone'")

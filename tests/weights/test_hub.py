@@ -15,6 +15,7 @@ from tests.models.test_rtdetr import hf_rtdetr
 from tests.models.test_rtdetr import max_diff as rtdetr_diff
 from vitkit import create_model
 from vitkit.build import create_model_and_report
+from vitkit.models import build_config
 from vitkit.weights import CheckpointError
 from vitkit.weights.hub import PRETRAINED
 
@@ -80,7 +81,6 @@ def test_rtdetr_r18vd_from_its_hub_repo_equals_hugging_face(hub_cache):
     fast."""
     from dataclasses import asdict
 
-    from vitkit.models import build_config
 
     tiny = {k: v for k, v in asdict(build_config("rtdetr_test")).items() if k != "backbone"}
     hf = hf_rtdetr("rtdetr_r18vd", **tiny)
@@ -108,6 +108,35 @@ def test_detr_imagenet_backbone_only(hub_cache):
     with torch.no_grad():
         assert (ours.eval().backbone(x)[-1] - features(x)[-1]).abs().max().item() <= 1e-4
     assert ours.query_embed.shape == fresh.query_embed.shape  # the Transformer is built, not loaded
+
+
+def test_rtdetr_imagenet_backbone_only(hub_cache):
+    """RT-DETR's paper starts from an ImageNet ResNet-vd: ``pretrained="backbone"`` takes timm's ResNet-D weights
+    (its own hub id) into the backbone; the encoder, decoder and heads stay freshly initialised."""
+    torch.manual_seed(4)
+    shape = dict(build_config("rtdetr_test").backbone_kwargs)  # the test preset's narrow ResNet-18-D
+    cnn = timm.create_model("resnet18d", pretrained=False, **shape).eval()
+    with torch.no_grad():
+        for name, b in cnn.named_buffers():
+            if name.endswith("running_var"):
+                b.uniform_(0.5, 2.0)
+    hub_cache.put("timm/resnet18d.ra2_in1k", {"model.safetensors": safetensors_of(cnn)})
+    torch.manual_seed(0)
+    fresh = create_model("rtdetr_test")
+    torch.manual_seed(0)
+    ours, report = create_model_and_report("rtdetr_test", pretrained="backbone")
+    assert report.source == "hf-hub:timm/resnet18d.ra2_in1k" and not report.reinitialized
+    assert any("backbone only" in n for n in report.notes) and any("fc.weight" in n for n in report.notes)
+    assert any("kept as initialised" in n and "layer1.0.downsample" in n for n in report.notes)
+    rest = [k for k in fresh.state_dict() if not k.startswith("backbone.")]
+    assert rest and all(torch.equal(ours.state_dict()[k], fresh.state_dict()[k]) for k in rest)
+    # PResNet's extra first-stage shortcut starts as the identity: the backbone is timm's ImageNet network
+    features = timm.create_model("resnet18d", pretrained=False, features_only=True, **shape).eval()
+    features.load_state_dict({k: v for k, v in cnn.state_dict().items() if not k.startswith("fc.")})
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(ours.eval().backbone(x), features(x), strict=True):
+            assert (a - b).abs().max().item() <= 1e-4 * b.abs().max().item()
 
 
 def test_uncached_repo_offline_is_one_line_naming_the_repo_and_the_fix(hub_cache):

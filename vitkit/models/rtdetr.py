@@ -290,13 +290,17 @@ def _build_backbone(cfg: RTDETRConfig) -> tuple[nn.Module, list[int]]:
 
 
 def _add_first_projection(body: nn.Module) -> None:
-    """PResNet's 1×1 conv-BN shortcut on the first block of a timm ResNet's first stage, where timm has none."""
+    """PResNet's 1×1 conv-BN shortcut on the first block of a timm ResNet's first stage, where timm has none. The
+    convolution starts as the identity (as does BatchNorm, up to its eps), so that a timm checkpoint, which has no
+    such shortcut, gives timm's own network (``pretrained="backbone"``)."""
     layer1 = getattr(body, "layer1", None)
     block = layer1[0] if isinstance(layer1, nn.Sequential) and len(layer1) else None
     if block is None or getattr(block, "downsample", 0) is not None or not hasattr(block, "conv1"):
         return
     chans = block.conv1.in_channels
-    block.downsample = nn.Sequential(nn.Identity(), nn.Conv2d(chans, chans, 1, bias=False), nn.BatchNorm2d(chans))
+    projection = nn.Conv2d(chans, chans, 1, bias=False)
+    nn.init.dirac_(projection.weight)
+    block.downsample = nn.Sequential(nn.Identity(), projection, nn.BatchNorm2d(chans))
 
 
 def _cfg(backbone: str, **kw: Any) -> RTDETRConfig:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from vitkit.models import DETR
-from vitkit.weights.loading import COUNTER, check_backbone
+from vitkit.weights.loading import COUNTER, backbone_only, check_backbone
 from vitkit.weights.renaming import rename_keys, stack_qkv
 
 HEAD_PREFIXES = ("class_head.",)  # the box MLP is class-agnostic: a new class count re-initialises the class head
@@ -104,8 +104,8 @@ def convert(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tenso
         sd = stack_qkv({_modernise(k): v for k, v in state_dict.items()}, _HF_QKV, r"\g<prefix>qkv.\g<param>")
         sd, unmatched = rename_keys({_stage_numbers(k): v for k, v in sd.items()}, HF_RULES)
         notes = ["converted from the Hugging Face DetrForObjectDetection layout"]
-    elif is_backbone_only(state_dict, model):
-        sd, unmatched, notes = _backbone_only(state_dict, model)
+    elif (bare := backbone_only(state_dict, model)) is not None:
+        (sd, notes), unmatched = bare, []
     else:
         sd, unmatched, notes = dict(state_dict), [], []
     unmatched = [k for k in unmatched if not k.endswith(COUNTER)]
@@ -114,27 +114,6 @@ def convert(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tenso
     check_backbone(sd, model, "it was trained with another backbone: build the matching preset "
                           "(detr_r50 / detr_r101) or pass backbone=<timm name> to create_model")
     return sd, notes
-
-
-def is_backbone_only(state_dict: dict[str, Tensor], model: DETR) -> bool:
-    """A bare CNN checkpoint: no key under ``backbone.``, most of the model's backbone names present unprefixed."""
-    own = [k.removeprefix("backbone.") for k in model.state_dict() if k.startswith("backbone.")]
-    return not any(k.startswith("backbone.") for k in state_dict) and sum(k in state_dict for k in own) > len(own) / 2
-
-
-def _backbone_only(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tensor], list[str], list[str]]:
-    own = model.state_dict()
-    sd = {f"backbone.{k}": v for k, v in state_dict.items() if f"backbone.{k}" in own}
-    unused = [k for k in state_dict if f"backbone.{k}" not in own]
-    sd.update({k: v for k, v in own.items() if not k.startswith("backbone.")})  # the rest stays as initialised
-    notes = [f"a bare {model.config.backbone} checkpoint: loaded into the backbone only; the Transformer, queries "
-             f"and heads keep their fresh initialisation"]
-    if unused:
-        notes.append(f"{len(unused)} checkpoint tensors the backbone has no use for were skipped (classifier, later "
-                     f"stages): {unused[:4]}")
-    return sd, [], notes
-
-
 
 
 def _modernise(key: str) -> str:

@@ -10,7 +10,8 @@ the table's nearest ones.
 
 ``PRETRAINED`` is the table behind ``create_model(name, pretrained=True)``: for each preset, the repos known to hold
 its weights, the default first. ``BACKBONES`` gives the ImageNet weights of the timm CNNs that DETR uses, for
-``pretrained="backbone"`` (the torchvision weights the DETR paper started from).
+``pretrained="backbone"`` (the torchvision weights the DETR paper started from); other backbones (RT-DETR's
+ResNet-D) take timm's own default weights.
 """
 
 from __future__ import annotations

@@ -96,6 +96,31 @@ def _mismatch(model: nn.Module, source: str, wrong: list[str], missing: list[str
                               "differing config fields (e.g. depth, dim, patch_size)")
 
 
+def backbone_only(state_dict: dict[str, Tensor], model: nn.Module,
+                  extras: tuple[str, ...] = ()) -> tuple[dict[str, Tensor], list[str]] | None:
+    """A bare CNN checkpoint (ImageNet weights of the detector's timm backbone: ``conv1.weight``, ``layer1.0…``,
+    ``fc.*``; no key under ``backbone.``, most of the backbone's names present unprefixed) as ``(state dict of the
+    whole model, notes)``: the backbone filled from it, everything else kept as initialised. ``extras``: prefixes
+    of backbone modules the detector adds to the timm network (kept as initialised when the checkpoint lacks
+    them). ``None`` for any other checkpoint."""
+    own = model.state_dict()
+    names = [k.removeprefix("backbone.") for k in own if k.startswith("backbone.")]
+    if any(k.startswith("backbone.") for k in state_dict) or sum(k in state_dict for k in names) <= len(names) / 2:
+        return None
+    sd = {f"backbone.{k}": v for k, v in state_dict.items() if f"backbone.{k}" in own}
+    unused = [k for k in state_dict if f"backbone.{k}" not in own and not k.endswith(COUNTER)]
+    added = [k for k in own if k.startswith(extras) and k not in sd] if extras else []
+    sd.update({k: v for k, v in own.items() if not k.startswith("backbone.") or k in added})  # kept as initialised
+    notes = [f"a bare {model.config.backbone} checkpoint: loaded into the backbone only; the Transformer, queries "
+             f"and heads keep their fresh initialisation"]
+    if added:
+        notes.append(f"{len(added)} backbone tensors the checkpoint does not have kept as initialised: {added[:4]}")
+    if unused:
+        notes.append(f"{len(unused)} checkpoint tensors the backbone has no use for were skipped (classifier, later "
+                     f"stages): {unused[:4]}")
+    return sd, notes
+
+
 def check_backbone(state_dict: dict[str, Tensor], model: nn.Module, fix: str) -> None:
     """Raise ``CheckpointError`` naming the keys when the checkpoint's ``backbone.*`` tensors are not those of
     ``model``'s backbone (a detector's checkpoint of another variant); ``fix`` says which presets match which."""

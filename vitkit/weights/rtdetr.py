@@ -17,6 +17,9 @@ vitkit folds its own (``fold_repvgg``). The released files wrap the weights in `
 RT-DETRv2 (``rtdetrv2_pytorch``, default ``cross_attn_method``, the same points on every level) differs only in
 names (``encoder.input_proj.N.{conv,norm}``, ``enc_output.{proj,norm}``) and in buffers it saves that vitkit computes
 (``decoder.anchors`` / ``valid_mask`` of its evaluation size, ``num_points_scale``), which are dropped.
+A bare timm checkpoint of the backbone (``create_model(..., pretrained="backbone")``: timm's ImageNet ResNet-D, the
+counterpart of the paper's ImageNet PResNet-vd) fills the backbone only, as for DETR; ResNet-18/34's added first-stage
+shortcut (``first_block_projection``), which timm's weights lack, keeps its identity initialisation.
 Checked against the official code, r18vd and r50vd of both, by ``scripts/check_official_rtdetr.py`` (outputs equal
 to 4e-6) and by tests/weights/test_rtdetr_official_layout.py (their recorded key names and shapes).
 """
@@ -28,9 +31,12 @@ import re
 from torch import Tensor
 
 from vitkit.models import RTDETR
-from vitkit.weights.loading import check_backbone
+from vitkit.weights.loading import backbone_only, check_backbone
 from vitkit.weights.renaming import rename_keys, stack_qkv
 
+# PResNet's shortcut on ResNet-18/34's first block (``RTDETRConfig.first_block_projection``), which timm's ImageNet
+# weights lack: it starts as the identity, so the backbone computes timm's network
+_FIRST_PROJECTION = ("backbone.layer1.0.downsample.",)
 # A new class count re-initialises the class scores: the encoder's, every decoder layer's and the denoising
 # queries' class embedding. Boxes are class-agnostic and keep their weights.
 HEAD_PREFIXES = ("enc_score_head.", "decoder.class_heads.", "denoising_class_embed.")
@@ -136,6 +142,8 @@ def convert(state_dict: dict[str, Tensor], model: RTDETR) -> tuple[dict[str, Ten
         sd = stack_qkv(sd, _HF_QKV, r"\g<prefix>qkv.\g<param>")
         sd, unmatched = rename_keys({_numbers(k): v for k, v in sd.items()}, HF_RULES)
         notes = ["converted from the Hugging Face RTDetrForObjectDetection layout"]
+    elif (bare := backbone_only(state_dict, model, _FIRST_PROJECTION)) is not None:
+        (sd, notes), unmatched = bare, []
     else:
         sd, unmatched, notes = dict(state_dict), [], []
     unmatched = [k for k in unmatched if not k.endswith("num_batches_tracked")]
