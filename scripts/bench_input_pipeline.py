@@ -66,7 +66,7 @@ shards,shards-320 --repeats 3``, medians (that run's shards-320 row: 299 vs 143 
 3.00 / 3.48 s; shards-320 1.46 / 0.78, 1.21 / 1.28, 1.22 / 1.21 s). Two processes of one worker each read and decode
 as fast as one process of two: the work is the same (each rank its half of every global batch, from the same
 chunks), and what a rank adds — its own main process, the process-group barrier — costs nothing measurable here;
-the full-size row's 0.71 is the machine's noise (its repeats range over 3.5×), not a DDP gain.
+the full-size row's 0.71 lies within the machine's noise (its repeats range over 3.5×): no DDP gain is claimed.
 """
 
 from __future__ import annotations
