@@ -11,6 +11,13 @@ Rows (2 DataLoader workers each, batches of 32, 224×224 output):
 - ``shards``, ``shards-320``: vitkit's train loader reading litdata shards written by ``vitkit prepare`` from the
   same folder (full size, and pre-resized to a longer side of 320), vs timm's train loader on the image folder.
 
+And after them, the epoch time of a 2-process run from shards (``--ddp``, default the ``shards-320`` store; ``--ddp
+""`` skips it): vitkit's train loader, global batch 32, on 2 DDP processes (gloo, CPU, one DataLoader worker each,
+each its half of every global batch) against 1 process with 2 workers — the same two cores, the same images and
+augmentations per step (``vitkit.data.sampling``). Each process runs one epoch to start its workers, then the
+processes meet at a barrier and time the second epoch to the last one's end (a barrier again); batches consumed,
+not trained on, as above. ``--repeats`` runs of each, medians.
+
 Each contender builds its loader (persistent workers, both libraries' default), runs one epoch to start its workers,
 then times the second epoch (1,000 training / 500 validation images): the steady state of a long training run. The
 rows run in turn, alternating which side goes first, ``--repeats`` times; the table gives medians. ``img/s`` is
@@ -46,6 +53,20 @@ full scale at 224 (only boxes over 448 pixels decode at 1/2). The rest is the ar
 header parse, the per-sample reseeding and writing the float batch into shared memory (~0.4 ms together). timm spends
 about the same on decoding through PIL, so a 2× lead from full-size JPEGs would need decoding itself to be 2× cheaper;
 pre-resized shards are where the gain is (320-pixel JPEGs: 1.37 ms per image in the workers, decode ~0.3 ms).
+
+The 2-process run from shards, same machine, shared (load average 5–6 on the 2 cores), ``--rows shards-320 --ddp
+shards,shards-320 --repeats 3``, medians (that run's shards-320 row: 299 vs 143 img/s, 2.09; 713 vs 278 img/CPU-s,
+2.57)::
+
+    store        1 process × 2 workers   2 processes × 1 worker   2-process / 1-process time
+    shards         4.83 s  (205 img/s)      3.41 s  (291 img/s)     0.71
+    shards-320     1.22 s  (812 img/s)      1.21 s  (823 img/s)     0.99
+
+(an epoch of 992 images, 31 global batches of 32; per repeat, 1 / 2 processes: shards 4.98 / 1.38, 4.83 / 3.41,
+3.00 / 3.48 s; shards-320 1.46 / 0.78, 1.21 / 1.28, 1.22 / 1.21 s). Two processes of one worker each read and decode
+as fast as one process of two: the work is the same (each rank its half of every global batch, from the same
+chunks), and what a rank adds — its own main process, the process-group barrier — costs nothing measurable here;
+the full-size row's 0.71 lies within the machine's noise (its repeats range over 3.5×): no DDP gain is claimed.
 """
 
 from __future__ import annotations
@@ -143,6 +164,8 @@ def main() -> None:
     parser.add_argument("--make", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", default="train,eval,shards,shards-320")
+    parser.add_argument("--ddp", default="shards-320", help="shard stores (shards, shards-320) timed on 1 and 2 "
+                        "processes; empty: none")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if not (args.photos / "train").is_dir():
@@ -172,6 +195,78 @@ def main() -> None:
         v = [statistics.median(x) for x in zip(*res["vitkit"], strict=True)]
         t = [statistics.median(x) for x in zip(*res["timm"], strict=True)]
         print(f"{name:12s} {v[0]:13.0f} {t[0]:11.0f} {v[0] / t[0]:6.2f} {v[1]:17.0f} {t[1]:15.0f} {v[1] / t[1]:6.2f}")
+    for name in filter(None, args.ddp.split(",")):
+        ddp_row(name, args.photos, args.repeats)
+
+
+def ddp_row(name: str, photos: Path, repeats: int) -> None:
+    """The epoch time of the shards ``name`` (shards: full size, shards-320: pre-resized) on 1 process with 2
+    workers and on 2 processes with 1 worker each (see the module docstring)."""
+    shards = _prepared(photos, None if name == "shards" else int(name.rsplit("-", 1)[1]))
+    times: dict[int, list[tuple[float, int]]] = {1: [], 2: []}
+    for r in range(repeats):
+        for world in ((1, 2) if r % 2 == 0 else (2, 1)):
+            times[world].append(_run_processes(shards, world))
+            seconds, n = times[world][-1]
+            print(f"  repeat {r} ddp-{name:10s} {world} process(es): epoch {seconds:5.2f} s, {n} images, "
+                  f"{n / seconds:5.0f} img/s", flush=True)
+    one, two = (statistics.median(t for t, _ in times[w]) for w in (1, 2))
+    n = times[1][0][1]
+    print(f"\nddp-{name}: epoch of {n} images, global batch {BATCH}: 1 process × {WORKERS} workers {one:.2f} s "
+          f"({n / one:.0f} img/s); 2 processes × {WORKERS // 2} worker {two:.2f} s ({n / two:.0f} img/s); "
+          f"2-process / 1-process time {two / one:.2f}")
+
+
+def _run_processes(shards: Path, world: int) -> tuple[float, int]:
+    """``(seconds, images)`` of the second epoch of ``world`` processes reading ``shards`` (rank 0's clock)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:  # a free port for the process group
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=_epoch_of_rank, args=(shards, world, rank, port, results))
+                 for rank in range(world)]
+    for process in processes:
+        process.start()
+    result = results.get(timeout=600)
+    for process in processes:
+        process.join()
+    return result
+
+
+def _epoch_of_rank(shards: Path, world: int, rank: int, port: int, results) -> None:
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from vitkit.data.datamodule import VisionDataModule
+
+    torch.set_num_threads(1)
+    logging.getLogger("vitkit").setLevel(logging.WARNING)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dm = VisionDataModule(dataset="streaming", root=str(shards), image_size=SIZE, global_batch_size=BATCH,
+                          num_workers=WORKERS // world, augment="imagenet", val_split=0.05)
+    dm.trainer = SimpleNamespace(world_size=world, global_rank=rank, accumulate_grad_batches=1, lightning_module=None)
+    loader = dm.train_dataloader()
+    for _ in loader:  # the first epoch starts the workers
+        pass
+    loader.sampler.set_epoch(1)
+    dist.barrier()
+    start, n = time.perf_counter(), 0
+    for batch in loader:
+        n += len(batch["image"])
+    dist.barrier()
+    seconds = time.perf_counter() - start
+    total = torch.tensor([n])
+    dist.all_reduce(total)
+    loader._iterator._shutdown_workers()
+    if rank == 0:
+        results.put((seconds, int(total)))
+    dist.destroy_process_group()
 
 
 def _prepared(photos: Path, max_side: int | None) -> Path:

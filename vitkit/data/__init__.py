@@ -4,7 +4,7 @@ Importing this package registers the built-in datasets (digits, cifar10, cifar10
 COCO-format detection sets coco and digits_detection, and streaming: shards written by ``vitkit prepare``).
 """
 
-from vitkit.data import coco, digits_detection, imagefolder, shards  # noqa: F401  (register "coco", "streaming", ...)
+from vitkit.data import coco, digits_detection, imagefolder, streaming  # noqa: F401  (register "coco", ...)
 from vitkit.data.datamodule import VisionDataModule
 from vitkit.data.datasets import DataOptions, DatasetInfo, DatasetSplits, list_datasets, register_dataset
 from vitkit.data.errors import DataError

@@ -179,22 +179,26 @@ class CocoSource(Dataset):
                 "image_id": int(ix.image_ids[i]), "orig_size": (int(ix.sizes[i, 0]), int(ix.sizes[i, 1]))}
 
     def ground_truth(self):
-        """The annotation file as a ``pycocotools.coco.COCO`` for evaluation, crowd regions included, with a missing
-        ``area`` (box area), ``iscrowd`` (0) or ``info`` filled in (COCOeval needs them)."""
+        """The annotation file as a ``pycocotools.coco.COCO`` for evaluation (``ground_truth_of``)."""
         if self._ground_truth is None:
-            from pycocotools.coco import COCO
-
-            data = load_json(self.index.ann_file)
-            data.setdefault("info", {})
-            for ann in data["annotations"]:
-                ann.setdefault("iscrowd", 0)
-                ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
-            gt = COCO()
-            gt.dataset = data
-            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-                gt.createIndex()
-            self._ground_truth = gt
+            self._ground_truth = ground_truth_of(load_json(self.index.ann_file))
         return self._ground_truth
+
+
+def ground_truth_of(data: dict):
+    """An annotation file's content as a ``pycocotools.coco.COCO`` for evaluation, crowd regions included, with a
+    missing ``area`` (box area), ``iscrowd`` (0) or ``info`` filled in (COCOeval needs them)."""
+    from pycocotools.coco import COCO
+
+    data.setdefault("info", {})
+    for ann in data["annotations"]:
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+    gt = COCO()
+    gt.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        gt.createIndex()
+    return gt
 
 
 def describe_coco(options: DataOptions, layout: dict[str, str] = COCO_LAYOUT, *, dataset: str = "coco",
@@ -217,15 +221,20 @@ def build_coco(options: DataOptions, info: DatasetInfo, layout: dict[str, str] =
                dataset: str = "coco") -> DatasetSplits:
     paths = resolve_paths(options, layout, dataset)
     train_source = CocoSource(load_index(paths.train_ann, paths.train_images))
-    if paths.val_ann is not None:
-        train = Subset(train_source, range(len(train_source)))
-        val_source = CocoSource(load_index(paths.val_ann, paths.val_images))
+    val_source = CocoSource(load_index(paths.val_ann, paths.val_images)) if paths.val_ann is not None else None
+    return coco_splits(train_source, val_source, options)
+
+
+def coco_splits(train_source: Dataset, val_source: Dataset | None, options: DataOptions) -> DatasetSplits:
+    """Train, val and test (= val) of a detection set: the two files' images, or without a validation file a
+    seeded ``val_split`` share of the training images held out (also the shards written from a COCO set)."""
+    if val_source is not None:
         val = Subset(val_source, range(len(val_source)))
-    else:
-        order = np.random.default_rng(options.seed).permutation(len(train_source))
-        n_val = min(max(1, round(options.val_split * len(order))), len(order) - 1)
-        val = Subset(train_source, np.sort(order[:n_val]).tolist())
-        train = Subset(train_source, np.sort(order[n_val:]).tolist())
+        return DatasetSplits(Subset(train_source, range(len(train_source))), val, val)
+    order = np.random.default_rng(options.seed).permutation(len(train_source))
+    n_val = min(max(1, round(options.val_split * len(order))), len(order) - 1)
+    val = Subset(train_source, np.sort(order[:n_val]).tolist())
+    train = Subset(train_source, np.sort(order[n_val:]).tolist())
     return DatasetSplits(train, val, val)
 
 

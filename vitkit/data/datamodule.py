@@ -32,7 +32,6 @@ import functools
 import logging
 import os
 import random
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset, get_worker_info
 
-from vitkit.data.datasets import DataOptions, get_dataset, sample_path
+from vitkit.data.datasets import DataOptions, data_root, get_dataset, sample_path
 from vitkit.data.errors import DataError
 from vitkit.data.formats import FormattedDataset, get_task_format
 from vitkit.data.multiscale import BatchScales, check_sizes, rescale_batch
@@ -84,17 +83,19 @@ class VisionDataModule(L.LightningDataModule):
         decode: Literal["cpu", "gpu"] = "cpu",
         multiscale_sizes: list[int] | None = None,
         no_aug_epochs: int = 0,
+        cache_dir: str | None = None,
     ) -> None:
         """
         Args:
             dataset: registered dataset name: digits (scikit-learn's 8×8 digits, no download), cifar10, cifar100
                 (torchvision's files under root), imagefolder (root/train/<class>/*, root/val/<class>/* or
-                root/test/<class>/*), streaming (an image folder written as shards by ``vitkit prepare``), fake
+                root/test/<class>/*), streaming (an image folder, or for task=detection a COCO set, written as shards
+                by ``vitkit prepare``), fake
                 (random images, for tests and benchmarks); for task=detection: coco
                 (COCO-format instances JSON + images under root), digits_detection (digits on 96×96 canvases,
                 generated in COCO format under root, default data/digits_detection).
             root: dataset folder (cifar: where torchvision's files are or go; imagefolder: the folder holding train/;
-                streaming: the folder ``vitkit prepare --to`` wrote;
+                streaming: the folder ``vitkit prepare --to`` wrote, local or a URL litdata reads (s3://bucket/prefix);
                 coco: the folder the annotation and image paths are relative to).
             task: what the batches are for; selects how samples become tensors: classification (normalised,
                 augmented float images), generation (uint8 images, resized only) or detection.
@@ -140,6 +141,8 @@ class VisionDataModule(L.LightningDataModule):
                 needs multiples of 32. Default: off.
             no_aug_epochs: train the last N epochs of ``trainer.max_epochs`` with the evaluation transform and no
                 multi-scale (RT-DETR's last epochs without augmentation); 0: off.
+            cache_dir: streaming from a URL root (``s3://bucket/prefix``): the local folder litdata downloads the
+                chunks into; default litdata's own (``$LITDATA_CACHE_DIR``, else ``~/.lightning/chunks``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -158,7 +161,7 @@ class VisionDataModule(L.LightningDataModule):
             raise DataError(f"dataset {dataset!r} cannot serve task {task!r}: its samples lack {sorted(missing)}",
                             "pick a dataset of that task (detection: coco, digits_detection)")
         given = {f.name: self.hparams[f.name] for f in dataclasses.fields(DataOptions) if f.name != "root"}
-        self.options = DataOptions(root=Path(root).expanduser() if root else None, **given)
+        self.options = DataOptions(root=data_root(root, dataset), **given)
         self.info = self.spec.describe(self.options)
         self.task_format = format_cls(self.info) if decode == "cpu" else _device_decode_format(self.info, task,
                                                                                              rand_augment,

@@ -24,6 +24,7 @@ To add a dataset: write its ``describe`` and ``build`` (in this module or its ow
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,8 @@ class DataOptions:
     val_ann: str | None = None
     train_images: str | None = None
     val_images: str | None = None
+    task: str = "classification"  # what the batches are for (a shard folder holds the records of one task)
+    cache_dir: str | None = None  # remote roots (streaming): where litdata keeps the chunks it downloads
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class DatasetSpec:
     prepare: Callable[[DataOptions], None] | None = None
     sample_keys: frozenset[str] = frozenset({"image", "label"})
     check: Callable[[DataOptions, bool], list] | None = None
+    remote_roots: bool = False  # --data.root may be a URL (s3://bucket/prefix, ...), handed on as a string
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
@@ -99,10 +103,11 @@ def register_dataset(
     prepare: Callable[[DataOptions], None] | None = None,
     sample_keys: frozenset[str] = frozenset({"image", "label"}),
     check: Callable[[DataOptions, bool], list] | None = None,
+    remote_roots: bool = False,
 ) -> None:
     if name in _DATASETS:
         raise ValueError(f"dataset {name!r} is already registered")
-    _DATASETS[name] = DatasetSpec(describe, build, prepare, sample_keys, check)
+    _DATASETS[name] = DatasetSpec(describe, build, prepare, sample_keys, check, remote_roots)
 
 
 def list_datasets() -> list[str]:
@@ -113,6 +118,27 @@ def get_dataset(name: str) -> DatasetSpec:
     if name not in _DATASETS:
         raise DataError(f"unknown dataset {name!r}", f"use one of {', '.join(list_datasets())}")
     return _DATASETS[name]
+
+
+def is_url(root: str | Path) -> bool:
+    """Whether a root names remote storage: ``scheme://...`` (s3, gs, r2, azure, hf) or litdata's ``local:PATH``."""
+    return isinstance(root, str) and (re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", root) is not None
+                                      or root.startswith("local:"))
+
+
+def data_root(root: str | Path | None, dataset: str) -> Path | str | None:
+    """``--data.root`` as the builders get it: a local ``Path`` (``~`` expanded), or, for a dataset registered with
+    ``remote_roots``, a URL kept as the string it is (a ``Path`` would fold ``s3://`` into ``s3:/``); ``DataError``
+    for a URL given to a dataset that reads local files."""
+    if root is None or str(root) == "":
+        return None
+    if is_url(str(root)):
+        if not get_dataset(dataset).remote_roots:
+            raise DataError(f"dataset {dataset!r} reads a local folder, not the URL {root}",
+                            "copy the data to a local folder, or write it as shards (vitkit prepare) to that storage "
+                            "and train with --data.dataset streaming --data.root URL")
+        return str(root).rstrip("/")
+    return Path(root).expanduser()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
