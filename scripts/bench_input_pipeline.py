@@ -34,39 +34,41 @@ saturation ×0.6–1.4, Gaussian noise σ=3 (sensor-like grain: without it the u
 unrealistically fast), JPEG quality 85–95, 4:2:0; about 95 kB each, 0.3 bytes per pixel (ImageNet's are ~110 kB at
 ~500×375). They are written under /tmp, never into the repository.
 
-Recorded on the 2-core development machine (AVX2, ~2.45 GHz) while other jobs shared it (load average 10–15), so
-single wall-clock runs vary by ±30%; the CPU-second column varies less. ``--repeats 3``, medians::
+Recorded on the 2-core development machine (AVX2, ~2.45 GHz), quiet (no other jobs), 2026-12-06, ``--repeats 3
+--ddp shards,shards-320``, medians::
 
     row           vitkit img/s  timm img/s  ratio  vitkit img/CPU-s  timm img/CPU-s  ratio
-    train                  153         135   1.14               365             270   1.35
-    eval                   121         100   1.22               292             235   1.25
-    shards                 153         118   1.29               363             282   1.29
-    shards-320             350         121   2.90               726             284   2.56
+    train                  737         588   1.25               388             301   1.29
+    eval                   589         503   1.17               308             261   1.18
+    shards                 791         569   1.39               402             300   1.34
+    shards-320            1385         592   2.34               719             301   2.39
 
-(per repeat, CPU-second ratios: train 1.37 / 1.35 / 1.21, shards-320 2.71 / 2.56 / 2.34). The issue's targets, 2×
-from the folder and 3× from pre-resized shards, are not reached on this CPU. Where the time goes (CPU time per
-image, same photos): the workers spend 2.85 ms per training image (timm's 3.07) and the main process 0.08 ms
-(timm's 0.35: it normalises there); decoding a 640×480 photo takes 1.16 ms with libjpeg-turbo into numpy (simplejpeg)
-against 2.47 ms through PIL into numpy, but only 0.95 ms at 1/4 scale and 0.81 ms at 1/8: the entropy decoding,
-which no DCT scale skips, is two thirds of it, and a random-resized crop of a 640×480 photo rarely allows less than
-full scale at 224 (only boxes over 448 pixels decode at 1/2). The rest is the area resize of the crop (~0.3 ms), the
-header parse, the per-sample reseeding and writing the float batch into shared memory (~0.4 ms together). timm spends
-about the same on decoding through PIL, so a 2× lead from full-size JPEGs would need decoding itself to be 2× cheaper;
-pre-resized shards are where the gain is (320-pixel JPEGs: 1.37 ms per image in the workers, decode ~0.3 ms).
+(per repeat, CPU-second ratios: train 1.31 / 1.19 / 1.30, shards-320 2.40 / 2.43 / 2.39; an earlier run on the
+machine shared with other jobs at load 10–15 gave 1.35 and 2.56, with wall-clock ratios ±30%.) The issue's targets,
+2× from the folder and 3× from pre-resized shards, are not reached on this CPU. Where the time goes (CPU time per
+image, same photos, one process): vitkit 2.0–2.2 ms per training image, timm 3.2 ms; of vitkit's, decoding a
+640×480 photo with libjpeg-turbo into numpy (simplejpeg) takes 1.05–1.16 ms (PIL into numpy 2.47 ms), but still 0.95
+ms at 1/4 scale and 0.81–1.0 ms at 1/8: the entropy decoding, which no DCT scale skips, is most of it (libjpeg-turbo's
+faster IDCT and chroma upsampling save only 0.1 ms more), and a random-resized crop of a 640×480 photo rarely allows
+less than full scale at 224 (only boxes over 448 pixels decode at 1/2). Reading the file takes ~0.12 ms, the crop's
+resize 0.13–0.20 ms (PIL's antialiased bilinear in torch's ``uint8`` kernel; OpenCV's area interpolation took
+0.40–0.61, ``vitkit.data.transforms.RandomResizedCrop``), reseeding, collating and normalising ~0.4 ms; the worker
+processes add ~0.3 ms of their own (two processes sharing two cores, the batch's shared memory). A 2× lead from
+full-size JPEGs would need the decode itself to get cheaper — a partial decode of the crop's rows (libjpeg-turbo's
+``jpeg_skip_scanlines``/``tj3SetCroppingRegion``), which no Python binding available here exposes — or GPU decode;
+pre-resized shards are where the gain is on a CPU (a 320-pixel JPEG decodes in ~0.3 ms).
 
-The 2-process run from shards, same machine, shared (load average 5–6 on the 2 cores), ``--rows shards-320 --ddp
-shards,shards-320 --repeats 3``, medians (that run's shards-320 row: 299 vs 143 img/s, 2.09; 713 vs 278 img/CPU-s,
-2.57)::
+The 2-process run from shards, the same quiet run::
 
     store        1 process × 2 workers   2 processes × 1 worker   2-process / 1-process time
-    shards         4.83 s  (205 img/s)      3.41 s  (291 img/s)     0.71
-    shards-320     1.22 s  (812 img/s)      1.21 s  (823 img/s)     0.99
+    shards         1.27 s  (784 img/s)      1.35 s  (737 img/s)     1.06
+    shards-320     0.65 s (1516 img/s)      0.66 s (1507 img/s)     1.01
 
-(an epoch of 992 images, 31 global batches of 32; per repeat, 1 / 2 processes: shards 4.98 / 1.38, 4.83 / 3.41,
-3.00 / 3.48 s; shards-320 1.46 / 0.78, 1.21 / 1.28, 1.22 / 1.21 s). Two processes of one worker each read and decode
+(an epoch of 992 images, 31 global batches of 32; per repeat, 1 / 2 processes: shards 1.26 / 1.35, 1.31 / 1.28,
+1.27 / 1.38 s; shards-320 0.68 / 0.67, 0.61 / 0.63, 0.65 / 0.66 s). Two processes of one worker each read and decode
 as fast as one process of two: the work is the same (each rank its half of every global batch, from the same
-chunks), and what a rank adds — its own main process, the process-group barrier — costs nothing measurable here;
-the full-size row's 0.71 lies within the machine's noise (its repeats range over 3.5×): no DDP gain is claimed.
+chunks), and what a rank adds — its own main process, the process-group barrier — costs at most a few per cent here.
+(On the shared machine, load 5–6, the same rows gave 0.71 and 0.99, within that run's noise.)
 """
 
 from __future__ import annotations

@@ -143,6 +143,8 @@ CVT_HF = script(["scripts/bench_cvt_vs_hf.py", "--threads", "1"],
                  for metric, label in (("speed", "img/CPU-s"), ("memory", "peak MiB added"))})
 DETR_HF = script(["scripts/bench_detr_vs_hf.py", "--threads", "1", "--repeats", "5"],
                  {mode: rf"(?m)^\| {mode} \(CPU, n=\d+\).*\|\s*([\d.]+)x \|\s*$" for mode in ("train", "infer")})
+RTDETR_HF = script(["scripts/bench_rtdetr_vs_hf.py", "--threads", "2", "--repeats", "3"],
+                   {mode: rf"(?m)^\| {mode} \(CPU, n=\d+\).*\|\s*([\d.]+)x \|\s*$" for mode in ("train", "infer")})
 ITF_SAMPLING = script(["scripts/bench_image_transformer.py", "--threads", "1", "--sizes", "16"],
                       {"speedup": r"s: ([\d.]+)× faster; identical"})
 
@@ -193,6 +195,12 @@ CLAIMS = [
     Claim("DETR R50 vs HF, inference", ((README, "inference 1.28× faster"),
                                         ("scripts/bench_detr_vs_hf.py", "inference 1.28x")),
           1.28, 0.15, DETR_HF, "infer", relative=True),
+    Claim("RT-DETR R50vd vs HF, training step", ((README, "training step 1.16×, inference 1.32× faster"),
+                                                 ("scripts/bench_rtdetr_vs_hf.py", "8.788 | 1.16x")),
+          1.16, 0.15, RTDETR_HF, "train", relative=True),
+    Claim("RT-DETR R50vd vs HF, inference", ((README, "inference 1.32× faster"),
+                                             ("scripts/bench_rtdetr_vs_hf.py", "3.089 | 1.32x")),
+          1.32, 0.15, RTDETR_HF, "infer", relative=True),
     Claim("Image Transformer cached sampling speed-up", ((README, "sampling 45× faster with the cache"),
                                                          ("scripts/bench_image_transformer.py", "45× faster")),
           45, 0.25, ITF_SAMPLING, "speedup", relative=True),
