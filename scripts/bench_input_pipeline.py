@@ -118,12 +118,24 @@ def make_photos(out: Path, n: int, seed: int = 0) -> None:
                                                                        quality=int(rng.integers(85, 96)))
 
 
+class OnDevice:
+    """vitkit's loader as a Trainer drives it: 8-bit batches out of the workers, normalised by the datamodule's
+    ``on_after_batch_transfer`` in the main process (the "device" here is the CPU), as timm's PrefetchLoader
+    normalises its batches."""
+
+    def __init__(self, loader, datamodule) -> None:
+        self.loader, self.datamodule = loader, datamodule
+
+    def __iter__(self):
+        return (self.datamodule.on_after_batch_transfer(batch, 0) for batch in self.loader)
+
+
 def vitkit_loader(root: Path, train: bool, dataset: str = "imagefolder"):
     from vitkit.data.datamodule import VisionDataModule
 
     dm = VisionDataModule(dataset=dataset, root=str(root), image_size=SIZE, batch_size=BATCH, num_workers=WORKERS,
-                          augment="imagenet", val_split=0.05)
-    return dm.train_dataloader() if train else dm.val_dataloader()
+                          augment="imagenet", val_split=0.05, normalise="device")
+    return OnDevice(dm.train_dataloader() if train else dm.val_dataloader(), dm)
 
 
 def timm_loader(root: Path, train: bool):

@@ -16,7 +16,7 @@ from vitkit.data import DataError, VisionDataModule
 from vitkit.data.decode import EncodedImage, decode, read_encoded
 from vitkit.data.decoding_pipeline import DecodingPipeline
 from vitkit.data.imagefolder import read_image
-from vitkit.data.preprocessing import Preprocessing
+from vitkit.data.preprocessing import Preprocessing, normalise
 from vitkit.data.sampling import SampleKey
 from vitkit.data.transforms import build_transforms, seed_transform
 
@@ -169,5 +169,15 @@ def test_imagefolder_module_trains_on_the_fast_path(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].dtype == torch.float32 and batch["image"].shape == (32, 3, 224, 224)
     assert batch["label"].shape == (32,)
+    assert torch.equal(dm.on_after_batch_transfer(batch, 0)["image"], batch["image"])  # normalised once only
+    # Under a Trainer (normalise="auto") or asked: 8-bit out of the workers, normalised on the device to the same
+    # numbers as the one preprocessing (vitkit predict, export) gives each image
+    dm.normalise = "device"
+    pixels = next(iter(dm.train_dataloader()))["image"]
+    assert pixels.dtype == torch.uint8 and pixels.shape == (32, 3, 224, 224)
+    model_input = dm.on_after_batch_transfer({"image": pixels}, 0)["image"]
+    assert torch.equal(model_input, batch["image"])
+    for i in (0, 31):
+        assert torch.equal(model_input[i], normalise(pixels[i].permute(1, 2, 0).numpy(), dm.info.mean, dm.info.std))
     again = train[SampleKey(3, 0)]["image"]
     assert again.dtype == torch.uint8 and torch.equal(again, train[SampleKey(3, 0)]["image"])

@@ -88,3 +88,29 @@ def test_bad_model_names_and_checkpoints(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "y.ckpt")
     with pytest.raises(CheckpointError, match="not a vitkit training checkpoint"):
         load_task(tmp_path / "y.ckpt")
+
+
+@pytest.mark.parametrize("precision", ["32-true", "64-true"])
+def test_under_a_trainer_batches_cross_as_pixels_and_are_normalised_on_the_device(tmp_path, precision):
+    """normalise="auto": a Trainer gets 8-bit batches from the loaders (a quarter of the bytes through shared and
+    pinned memory and the host-to-device copy) and the task sees them normalised exactly as the workers would, in
+    the precision's input type (which Lightning gives the inputs before the transfer)."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Seen(Callback):
+        batches: list = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.batches.append(batch["image"])
+
+    dm = _fake()
+    expected = next(iter(dm.train_dataloader()))["image"]  # iterated by hand: normalised in the workers
+    task = ClassificationTask("vit_test", num_classes=dm.num_classes, in_chans=dm.in_chans, img_size=dm.image_size)
+    trainer = Trainer(max_steps=1, default_root_dir=tmp_path, accelerator="cpu", enable_progress_bar=False,
+                      logger=False, limit_val_batches=0, callbacks=[Seen()], enable_checkpointing=False,
+                      precision=precision)
+    Seen.batches = []
+    trainer.fit(task, datamodule=dm)
+    assert next(iter(dm.train_dataloader()))["image"].dtype == torch.uint8  # the Trainer's loaders
+    dtype = torch.float64 if precision == "64-true" else torch.float32
+    assert Seen.batches[0].dtype == dtype and torch.equal(Seen.batches[0], expected.to(dtype))

@@ -96,11 +96,10 @@ def test_checkpointed_blocks_are_recomputed_with_the_same_outputs_and_gradients(
 
 @pytest.mark.slow
 def test_inductor_compiled_vit_matches_eager():
-    from vitkit.training.switches import compile_in_place
-
+    """What the tasks' ``compile`` switch does (``TaskShell.configure_model``: ``nn.Module.compile``, in place)."""
     model = create_model("vit_test").eval()
     x = torch.randn(2, 3, 32, 32)
     expected = model(x)
-    compile_in_place(model)
-    assert model._vitkit_compiled and torch.allclose(model(x), expected, atol=1e-5)
+    model.compile()
+    assert model._compiled_call_impl is not None and torch.allclose(model(x), expected, atol=1e-5)
     assert list(model.state_dict()) == list(create_model("vit_test").state_dict())  # names unchanged

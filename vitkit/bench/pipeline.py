@@ -87,7 +87,7 @@ def fit_throughput(cli_args: list[str], *, feed: Literal["pipeline", "repeated"]
         trainer.fit(task, datamodule=data)
     else:
         data.setup("fit")
-        batch = next(iter(data.train_dataloader()))
+        batch = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)  # the model's input
         trainer.fit(task, train_dataloaders=_Repeated(batch, trainer.max_steps))
     if meter.steps == 0:
         raise RuntimeError(f"no step after the first {skip} was timed: raise --trainer.max_steps")

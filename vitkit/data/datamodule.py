@@ -84,6 +84,7 @@ class VisionDataModule(L.LightningDataModule):
         multiscale_sizes: list[int] | None = None,
         no_aug_epochs: int = 0,
         cache_dir: str | None = None,
+        normalise: Literal["auto", "device", "workers"] = "auto",
     ) -> None:
         """
         Args:
@@ -143,6 +144,11 @@ class VisionDataModule(L.LightningDataModule):
                 multi-scale (RT-DETR's last epochs without augmentation); 0: off.
             cache_dir: streaming from a URL root (``s3://bucket/prefix``): the local folder litdata downloads the
                 chunks into; default litdata's own (``$LITDATA_CACHE_DIR``, else ``~/.lightning/chunks``).
+            normalise: where classification batches are normalised: device (they leave the loaders as uint8 and
+                ``on_after_batch_transfer`` normalises them where the model runs: a quarter of the bytes through the
+                workers' shared memory and the host-to-device copy, as timm's prefetcher), workers (float batches
+                from the loaders), or auto: device when a Lightning Trainer drives this module (it calls
+                ``on_after_batch_transfer``), workers when you iterate the loaders yourself.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -176,6 +182,9 @@ class VisionDataModule(L.LightningDataModule):
         if isinstance(no_aug_epochs, bool) or not isinstance(no_aug_epochs, int) or no_aug_epochs < 0:
             raise DataError(f"no_aug_epochs={no_aug_epochs!r} must be a whole number >= 0", "use 0 to keep augmenting")
         self.no_aug_epochs = no_aug_epochs
+        if normalise not in ("auto", "device", "workers"):
+            raise DataError(f"normalise={normalise!r}", "use auto, device or workers")
+        self.normalise = normalise
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.global_batch_size, self.skip_bad_files = global_batch_size, skip_bad_files
         default_workers = min(4, os.cpu_count() or 1) if self.info.use_workers else 0
@@ -272,7 +281,14 @@ class VisionDataModule(L.LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Multi-scale training: a batch tagged with its size is resized on the device (``vitkit.data.multiscale``)."""
+        """On the device: what the task format leaves to it (classification: the 8-bit batch normalised, ``vitkit.
+        data.formats.ClassificationFormat``); multi-scale training: a batch tagged with its size is resized
+        (``vitkit.data.multiscale``)."""
+        if isinstance(batch, dict) and "image" in batch:
+            done = self.task_format.on_device(batch)
+            if done is not batch and self.trainer is not None:  # as the precision plugin did to the other inputs
+                done = self.trainer.precision_plugin.convert_input(done)  # (bf16-true: bf16 pixels, 64-true: double)
+            batch = done
         if isinstance(batch, dict) and "scale" in batch:
             batch = dict(batch)
             return rescale_batch(batch, batch.pop("scale"), self.image_size)
@@ -352,13 +368,17 @@ class VisionDataModule(L.LightningDataModule):
         world, accumulate = (trainer.world_size, trainer.accumulate_grad_batches) if trainer else (1, 1)
         return per_device_batch_size(self.global_batch_size, world, accumulate)
 
+    def _normalise_on_device(self) -> bool:
+        return self.normalise == "device" or (self.normalise == "auto" and self.trainer is not None)
+
     def _loader(self, split: Literal["train", "val", "test"], *, train: bool) -> DataLoader:
         data = self.dataset(split)
         trainer = self.trainer
         rank = trainer.global_rank if trainer else 0
         common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
                       persistent_workers=self.persistent_workers and self.num_workers > 0,
-                      collate_fn=self.task_format.collate, worker_init_fn=functools.partial(_seed_worker, rank=rank),
+                      collate_fn=functools.partial(self.task_format.collate, on_device=self._normalise_on_device()),
+                      worker_init_fn=functools.partial(_seed_worker, rank=rank),
                       # the loader's own generator seeds its workers: loaders never draw from torch's global one
                       generator=torch.Generator().manual_seed(self.seed))
         if not train:

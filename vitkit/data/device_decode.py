@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vitkit.data.collate import normalise_collate
+from vitkit.data.collate import normalise_batch, stack_collate
 from vitkit.data.decode import EncodedImage
 from vitkit.data.decoding_pipeline import DecodingPipeline
 from vitkit.data.formats import ClassificationFormat
@@ -85,9 +85,9 @@ class DeviceDecodeFormat(ClassificationFormat):
         data = torch.frombuffer(bytearray(out["image"].data), dtype=torch.uint8)  # (n,) the JPEG file
         return {"jpeg": data, "plan": torch.tensor(out["plan"], dtype=torch.long), "label": label}
 
-    def collate(self, samples: list[dict[str, Tensor]]) -> dict:
+    def collate(self, samples: list[dict[str, Tensor]], *, on_device: bool = False) -> dict:
         if all("jpeg" not in s for s in samples):
-            return super().collate(samples)
+            return super().collate(samples, on_device=on_device)
         plans = torch.stack([s["plan"] if "jpeg" in s else torch.full((PLAN_FIELDS,), -1) for s in samples])
         pixels = [s.get("image") for s in samples]
         return {"jpeg": [s.get("jpeg") for s in samples], "plan": plans, "pixels": pixels,
@@ -103,7 +103,8 @@ class DeviceDecodeFormat(ClassificationFormat):
         for i, full in zip(index, decoded, strict=True):
             images[i] = _apply_plan(full, batch["plan"][i].tolist(), self.size)
         samples = [{"image": image, "label": label} for image, label in zip(images, batch["label"], strict=True)]
-        return normalise_collate(samples, self.info.mean, self.info.std)
+        batch = stack_collate(samples)
+        return {**batch, "image": normalise_batch(batch["image"], self.info.mean, self.info.std)}
 
 
 def _apply_plan(full: Tensor, plan: list[int], size: int) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitkit import boxes as box_ops
-from vitkit.data.collate import normalise_collate, pad_collate, stack_collate
+from vitkit.data.collate import normalise_batch, normalise_collate, pad_collate, pixel_collate, stack_collate
 from vitkit.data.datasets import DatasetInfo, raw_sample
 from vitkit.data.errors import DataError
 from vitkit.data.preprocessing import Preprocessing, normalise
@@ -75,8 +75,15 @@ class TaskFormat:
     def format(self, sample: dict, transform) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def collate(self, samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    def collate(self, samples: list[dict[str, Tensor]], *, on_device: bool = False) -> dict[str, Tensor]:
+        """The batch of ``samples``; ``on_device``: leave what ``on_device`` does to it undone (classification: the
+        normalisation)."""
         return stack_collate(samples)
+
+    def on_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """What a batch collated with ``on_device=True`` still needs once it is on the device it trains on
+        (``VisionDataModule.on_after_batch_transfer``); nothing by default."""
+        return batch
 
 
 class NormalisedFormat(TaskFormat):
@@ -92,9 +99,12 @@ class ClassificationFormat(NormalisedFormat):
     """Samples ``{"image": uint8 (C, H, W), "label": int64 ()}``; batches ``{"image": float32 (B, C, H, W)
     normalised, "label": int64 (B,)}``.
 
-    The pixels stay 8-bit until the batch is made: one normalisation per batch, written straight into the shared
-    memory that carries the batch out of a DataLoader worker (``vitkit.data.collate.normalise_collate``), instead of
-    a float copy per sample, a float stack and a copy into shared memory.
+    The pixels stay 8-bit until the batch is made, and with ``collate(..., on_device=True)`` until the batch is on
+    the device, as timm's prefetcher and FFCV keep them: the workers stack them straight into the shared memory that
+    carries the batch out (``vitkit.data.collate.pixel_collate``), a quarter of the bytes of float pixels there, in
+    pinned memory and in the host-to-device copy, and ``on_device`` normalises once per batch where the model runs
+    (on a GPU, next to nothing). Otherwise the workers normalise (``normalise_collate``). ``VisionDataModule``
+    chooses (its ``normalise`` option).
     """
 
     requires = frozenset({"image", "label"})
@@ -104,8 +114,15 @@ class ClassificationFormat(NormalisedFormat):
         pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # (C, H, W) uint8
         return {"image": pixels, "label": torch.tensor(sample["label"], dtype=torch.long)}
 
-    def collate(self, samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    def collate(self, samples: list[dict[str, Tensor]], *, on_device: bool = False) -> dict[str, Tensor]:
+        if on_device:
+            return pixel_collate(samples)
         return normalise_collate(samples, self.info.mean, self.info.std)
+
+    def on_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if batch["image"].dtype != torch.uint8:  # already normalised (decoded on the device: DeviceDecodeFormat)
+            return batch
+        return {**batch, "image": normalise_batch(batch["image"], self.info.mean, self.info.std)}
 
 
 class GenerationFormat(TaskFormat):
@@ -172,7 +189,7 @@ class DetectionFormat(NormalisedFormat):
                   "size": torch.tensor([h, w], dtype=torch.long)}
         return {"image": self.normalise(out["image"]), "target": target}
 
-    def collate(self, samples: list[dict]) -> dict:
+    def collate(self, samples: list[dict], *, on_device: bool = False) -> dict:
         return pad_collate(samples)
 
 
