@@ -23,8 +23,8 @@ then times the second epoch (1,000 training / 500 validation images): the steady
 rows run in turn, alternating which side goes first, ``--repeats`` times; the table gives medians. ``img/s`` is
 wall-clock; ``img/CPU-s`` counts the CPU seconds of the main process and the two workers (from /proc), which is
 steadier than wall time on a machine shared with other jobs. Batches are consumed, not trained
-on. timm normalises in its ``PrefetchLoader`` (main process, as on a GPU host it does on the device); vitkit's
-workers hand over normalised float batches.
+on. Both normalise in the main process, as on a GPU host they do on the device: timm in its ``PrefetchLoader``,
+vitkit in ``VisionDataModule.on_after_batch_transfer`` (``normalise="device"``, what a Trainer gets).
 
 Photos: ``--make N`` (default 1000) writes N training and N/2 validation JPEGs into ``--photos`` when it is
 empty: random crops (60–100% of the
@@ -35,40 +35,45 @@ unrealistically fast), JPEG quality 85–95, 4:2:0; about 95 kB each, 0.3 bytes 
 ~500×375). They are written under /tmp, never into the repository.
 
 Recorded on the 2-core development machine (AVX2, ~2.45 GHz), quiet (no other jobs), 2026-12-06, ``--repeats 3
---ddp shards,shards-320``, medians::
+--ddp ""``, medians, vitkit's batches normalised as under a Trainer (8-bit out of the workers, normalised by
+``on_after_batch_transfer`` in the main process, as timm's PrefetchLoader normalises there)::
 
     row           vitkit img/s  timm img/s  ratio  vitkit img/CPU-s  timm img/CPU-s  ratio
-    train                  737         588   1.25               388             301   1.29
-    eval                   589         503   1.17               308             261   1.18
-    shards                 791         569   1.39               402             300   1.34
-    shards-320            1385         592   2.34               719             301   2.39
+    train                  797         638   1.25               412             324   1.27
+    eval                   609         498   1.22               318             260   1.22
+    shards                 795         640   1.24               410             329   1.25
+    shards-320            1716         595   2.88               893             307   2.91
 
-(per repeat, CPU-second ratios: train 1.31 / 1.19 / 1.30, shards-320 2.40 / 2.43 / 2.39; an earlier run on the
-machine shared with other jobs at load 10–15 gave 1.35 and 2.56, with wall-clock ratios ±30%.) The issue's targets,
-2× from the folder and 3× from pre-resized shards, are not reached on this CPU. Where the time goes (CPU time per
-image, same photos, one process): vitkit 2.0–2.2 ms per training image, timm 3.2 ms; of vitkit's, decoding a
-640×480 photo with libjpeg-turbo into numpy (simplejpeg) takes 1.05–1.16 ms (PIL into numpy 2.47 ms), but still 0.95
-ms at 1/4 scale and 0.81–1.0 ms at 1/8: the entropy decoding, which no DCT scale skips, is most of it (libjpeg-turbo's
-faster IDCT and chroma upsampling save only 0.1 ms more), and a random-resized crop of a 640×480 photo rarely allows
-less than full scale at 224 (only boxes over 448 pixels decode at 1/2). Reading the file takes ~0.12 ms, the crop's
-resize 0.13–0.20 ms (PIL's antialiased bilinear in torch's ``uint8`` kernel; OpenCV's area interpolation took
-0.40–0.61, ``vitkit.data.transforms.RandomResizedCrop``), reseeding, collating and normalising ~0.4 ms; the worker
-processes add ~0.3 ms of their own (two processes sharing two cores, the batch's shared memory). A 2× lead from
-full-size JPEGs would need the decode itself to get cheaper — a partial decode of the crop's rows (libjpeg-turbo's
-``jpeg_skip_scanlines``/``tj3SetCroppingRegion``), which no Python binding available here exposes — or GPU decode;
-pre-resized shards are where the gain is on a CPU (a 320-pixel JPEG decodes in ~0.3 ms).
+(per repeat, CPU-second ratios: train 1.25 / 1.31 / 1.44, shards-320 2.98 / 2.91 / 2.49; a second run of the
+shards-320 row, ``--rows shards-320``: 2.99 (2.52 / 3.03 / 2.94). Before the 8-bit hand-over, with the workers
+normalising, the same machine gave train 1.29 and shards-320 2.39; before the torch resize of the crop, on the
+machine shared with other jobs at load 10–15, 1.35 and 2.56.) The issue's targets, 2× from the folder and 3× from
+pre-resized shards: the folder's is not reached on this CPU, the shards' is reached by some repeats and missed by
+the medians (2.91, 2.99). Where the time goes (CPU time per image, same photos, one process): vitkit 2.0–2.2 ms per
+training image, timm 3.2 ms; of vitkit's, decoding a 640×480 photo with libjpeg-turbo into numpy (simplejpeg) takes
+1.05–1.16 ms (PIL into numpy 2.47 ms), but still 0.95 ms at 1/4 scale and 0.81–1.0 ms at 1/8: the entropy decoding,
+which no DCT scale skips, is most of it (libjpeg-turbo's faster IDCT and chroma upsampling save only 0.1 ms more),
+and a random-resized crop of a 640×480 photo rarely allows less than full scale at 224 (only boxes over 448 pixels
+decode at 1/2). Reading the file takes ~0.12 ms, the crop's resize 0.13–0.20 ms (PIL's antialiased bilinear in
+torch's ``uint8`` kernel; OpenCV's area interpolation took 0.40–0.61, ``vitkit.data.transforms.RandomResizedCrop``),
+reseeding and collating ~0.1 ms; the worker processes add ~0.3 ms of their own (two processes sharing two cores, the
+batch's shared memory). A 2× lead from full-size JPEGs would need the decode itself to get cheaper — a partial decode
+of the crop's rows (libjpeg-turbo's ``jpeg_skip_scanlines``/``tj3SetCroppingRegion``), which no Python binding
+available here exposes — or GPU decode; pre-resized shards are where the gain is on a CPU (a 320-pixel JPEG decodes
+in ~0.3 ms; the whole sample takes 0.8 ms in one process).
 
-The 2-process run from shards, the same quiet run::
+The 2-process run from shards, ``--rows shards-320 --repeats 3 --ddp shards,shards-320``, the same quiet machine::
 
     store        1 process × 2 workers   2 processes × 1 worker   2-process / 1-process time
-    shards         1.27 s  (784 img/s)      1.35 s  (737 img/s)     1.06
-    shards-320     0.65 s (1516 img/s)      0.66 s (1507 img/s)     1.01
+    shards         1.17 s  (850 img/s)      1.20 s  (830 img/s)     1.02
+    shards-320     0.58 s (1710 img/s)      0.61 s (1617 img/s)     1.06
 
-(an epoch of 992 images, 31 global batches of 32; per repeat, 1 / 2 processes: shards 1.26 / 1.35, 1.31 / 1.28,
-1.27 / 1.38 s; shards-320 0.68 / 0.67, 0.61 / 0.63, 0.65 / 0.66 s). Two processes of one worker each read and decode
-as fast as one process of two: the work is the same (each rank its half of every global batch, from the same
-chunks), and what a rank adds — its own main process, the process-group barrier — costs at most a few per cent here.
-(On the shared machine, load 5–6, the same rows gave 0.71 and 0.99, within that run's noise.)
+(an epoch of 992 images, 31 global batches of 32, normalised as above; per repeat, 1 / 2 processes: shards 1.17 /
+1.20, 1.14 / 1.18, 1.19 / 1.25 s; shards-320 0.54 / 0.62, 0.63 / 0.58, 0.58 / 0.61 s). Two processes of one worker
+each read and decode as fast as one process of two: the work is the same (each rank its half of every global batch,
+from the same chunks), and what a rank adds — its own main process, the process-group barrier — costs at most a
+few per cent here. (With the workers normalising, the same machine gave 1.06 and 1.01; on the shared machine, load
+5–6, 0.71 and 0.99, within that run's noise.)
 """
 
 from __future__ import annotations
@@ -272,7 +277,7 @@ def _epoch_of_rank(shards: Path, world: int, rank: int, port: int, results) -> N
     dist.barrier()
     start, n = time.perf_counter(), 0
     for batch in loader:
-        n += len(batch["image"])
+        n += len(dm.on_after_batch_transfer(batch, 0)["image"])  # normalised as a Trainer has it (on the CPU here)
     dist.barrier()
     seconds = time.perf_counter() - start
     total = torch.tensor([n])

@@ -286,8 +286,9 @@ class VisionDataModule(L.LightningDataModule):
         (``vitkit.data.multiscale``)."""
         if isinstance(batch, dict) and "image" in batch:
             done = self.task_format.on_device(batch)
-            if done is not batch and self.trainer is not None:  # as the precision plugin did to the other inputs
-                done = self.trainer.precision_plugin.convert_input(done)  # (bf16-true: bf16 pixels, 64-true: double)
+            plugin = getattr(self.trainer, "precision_plugin", None)
+            if done is not batch and plugin is not None:  # as the precision plugin did to the other inputs
+                done = plugin.convert_input(done)  # (bf16-true: bf16 pixels, 64-true: double)
             batch = done
         if isinstance(batch, dict) and "scale" in batch:
             batch = dict(batch)
