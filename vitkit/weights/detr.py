@@ -25,7 +25,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from vitkit.models import DETR
-from vitkit.weights.loading import COUNTER, backbone_only, check_backbone
+from vitkit.weights.loading import backbone_only, finish_detector
 from vitkit.weights.renaming import rename_keys, stack_qkv
 
 HEAD_PREFIXES = ("class_head.",)  # the box MLP is class-agnostic: a new class count re-initialises the class head
@@ -108,12 +108,8 @@ def convert(state_dict: dict[str, Tensor], model: DETR) -> tuple[dict[str, Tenso
         (sd, notes), unmatched = bare, []
     else:
         sd, unmatched, notes = dict(state_dict), [], []
-    unmatched = [k for k in unmatched if not k.endswith(COUNTER)]
-    if unmatched:
-        notes.append(f"{len(unmatched)} keys of the checkpoint have no vitkit counterpart: {unmatched[:5]}")
-    check_backbone(sd, model, "it was trained with another backbone: build the matching preset "
-                          "(detr_r50 / detr_r101) or pass backbone=<timm name> to create_model")
-    return sd, notes
+    return finish_detector(sd, unmatched, notes, model, "it was trained with another backbone: build the matching "
+                           "preset (detr_r50 / detr_r101) or pass backbone=<timm name> to create_model")
 
 
 def _modernise(key: str) -> str:

@@ -121,6 +121,17 @@ def backbone_only(state_dict: dict[str, Tensor], model: nn.Module,
     return sd, notes
 
 
+def finish_detector(sd: dict[str, Tensor], unmatched: list[str], notes: list[str], model: nn.Module,
+                    fix: str) -> tuple[dict[str, Tensor], list[str]]:
+    """The end of a detector checkpoint's conversion: the checkpoint keys left without a counterpart noted
+    (BatchNorm's counters aside), the backbone checked to be the model's (``check_backbone``, with ``fix``)."""
+    unmatched = [k for k in unmatched if not k.endswith(COUNTER)]
+    if unmatched:
+        notes.append(f"{len(unmatched)} keys of the checkpoint have no vitkit counterpart: {unmatched[:5]}")
+    check_backbone(sd, model, fix)
+    return sd, notes
+
+
 def check_backbone(state_dict: dict[str, Tensor], model: nn.Module, fix: str) -> None:
     """Raise ``CheckpointError`` naming the keys when the checkpoint's ``backbone.*`` tensors are not those of
     ``model``'s backbone (a detector's checkpoint of another variant); ``fix`` says which presets match which."""

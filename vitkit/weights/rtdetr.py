@@ -31,7 +31,7 @@ import re
 from torch import Tensor
 
 from vitkit.models import RTDETR
-from vitkit.weights.loading import backbone_only, check_backbone
+from vitkit.weights.loading import backbone_only, finish_detector
 from vitkit.weights.renaming import rename_keys, stack_qkv
 
 # PResNet's shortcut on ResNet-18/34's first block (``RTDETRConfig.first_block_projection``), which timm's ImageNet
@@ -146,12 +146,8 @@ def convert(state_dict: dict[str, Tensor], model: RTDETR) -> tuple[dict[str, Ten
         (sd, notes), unmatched = bare, []
     else:
         sd, unmatched, notes = dict(state_dict), [], []
-    unmatched = [k for k in unmatched if not k.endswith("num_batches_tracked")]
-    if unmatched:
-        notes.append(f"{len(unmatched)} keys of the checkpoint have no vitkit counterpart: {unmatched[:5]}")
-    check_backbone(sd, model, "it is another variant: build the matching preset (rtdetr_r18vd / "
-                          "r34vd / r50vd / r101vd) or pass backbone=<timm name> to create_model")
-    return sd, notes
+    return finish_detector(sd, unmatched, notes, model, "it is another variant: build the matching preset "
+                           "(rtdetr_r18vd / r34vd / r50vd / r101vd) or pass backbone=<timm name> to create_model")
 
 
 def _official_block(key: str) -> str:
