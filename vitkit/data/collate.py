@@ -10,6 +10,9 @@ a pixel mask and keeps the targets as a list.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 from torch import Tensor
 from torch.utils.data import get_worker_info
@@ -21,19 +24,21 @@ def stack_collate(samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {key: torch.stack([s[key] for s in samples]) for key in keys}
 
 
+def batch_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """An empty tensor for a batch: in a DataLoader worker, in shared memory, as torch's own ``default_collate``
+    makes it, so that handing the batch to the main process copies nothing."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    out = torch.empty(0, dtype=dtype)
+    return out.new(out._typed_storage()._new_shared(math.prod(shape), device=out.device)).view(shape)
+
+
 def pixel_collate(samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """``stack_collate`` with the ``"image"`` samples (``uint8 (C, H, W)``) stacked straight into shared memory when
-    in a DataLoader worker, as torch's own ``default_collate`` does, so that handing the batch to the main process
-    copies nothing: ``{"image": uint8 (B, C, H, W), ...}``, normalised later on the device
-    (``normalise_batch``)."""
+    """``stack_collate`` with the ``"image"`` samples (``uint8 (C, H, W)``) stacked straight into a
+    ``batch_buffer``: ``{"image": uint8 (B, C, H, W), ...}``, normalised later on the device (``normalise_batch``)."""
     images = [s["image"] for s in samples]
-    out = None
-    if get_worker_info() is not None:
-        out = torch.empty(0, dtype=images[0].dtype)
-        out = out.new(out._typed_storage()._new_shared(len(images) * images[0].numel(), device=out.device))
-        out = out.view(len(images), *images[0].shape)  # (B, C, H, W)
     batch = {key: torch.stack([s[key] for s in samples]) for key in samples[0] if key != "image"}
-    batch["image"] = torch.stack(images, out=out)
+    batch["image"] = torch.stack(images, out=batch_buffer((len(images), *images[0].shape), images[0].dtype))
     return batch
 
 
@@ -43,21 +48,26 @@ def normalise_batch(pixels: Tensor, mean: tuple[float, ...], std: tuple[float, .
     (``vitkit.data.preprocessing.normalise``, the same arithmetic), on the pixels' device; into ``out`` (float32, the
     pixels' shape) when given."""
     out = pixels.to(torch.float32) if out is None else out.copy_(pixels)
-    m = torch.tensor(mean, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1) * 255  # (1, C, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1) * 255
+    m, s = _scaled_statistics(tuple(mean), tuple(std), pixels.device)
     return out.sub_(m).div_(s)
+
+
+@functools.lru_cache(maxsize=16)
+def _scaled_statistics(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """``(255 · mean, 255 · std)`` as ``(1, C, 1, 1)`` tensors on ``device``, made once per device: building them
+    for every batch would copy from the host, and wait for the device, at every step."""
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255  # (1, C, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
+    return m, s
 
 
 def normalise_collate(samples: list[dict[str, Tensor]], mean: tuple[float, ...],
                       std: tuple[float, ...]) -> dict[str, Tensor]:
     """``stack_collate`` with the ``"image"`` samples (``uint8 (C, H, W)``) turned into one normalised ``float32 (B,
-    C, H, W)`` batch (``normalise_batch``), written straight into shared memory when in a DataLoader worker."""
+    C, H, W)`` batch (``normalise_batch``), written straight into a ``batch_buffer``."""
     batch = stack_collate(samples)
     pixels = batch["image"]  # (B, C, H, W) uint8
-    out = torch.empty(0, device=pixels.device)
-    if get_worker_info() is not None:
-        out = out.new(out._typed_storage()._new_shared(pixels.numel(), device=out.device))
-    batch["image"] = normalise_batch(pixels, mean, std, out=out.resize_(pixels.shape))
+    batch["image"] = normalise_batch(pixels, mean, std, out=batch_buffer(tuple(pixels.shape), torch.float32))
     return batch
 
 
